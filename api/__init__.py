@@ -1,0 +1,1 @@
+"""Synchronous OpenAI-compatible gateway front: Flask app factory, blueprints, schemas."""

@@ -1,0 +1,25 @@
+"""Settings: LiteLLM-style YAML loading, environment overrides, example configs."""
+
+from config.settings import (
+    ENDPOINTS,
+    Deployment,
+    GeneralSettings,
+    LiteLLMSettings,
+    Provider,
+    RouterSettings,
+    Secret,
+    ServerSettings,
+    Settings,
+)
+
+__all__ = [
+    "ENDPOINTS",
+    "Deployment",
+    "GeneralSettings",
+    "LiteLLMSettings",
+    "Provider",
+    "RouterSettings",
+    "Secret",
+    "ServerSettings",
+    "Settings",
+]

@@ -1,0 +1,200 @@
+"""The one typed settings object every part of batchgate is built from.
+
+Configuration flows one way: YAML (LiteLLM's ``config.yaml`` shape) + ``BATCHGATE_*``
+environment -> :class:`Settings` (by :func:`config.loader.load_settings`) -> constructors.
+Nothing here reads the environment or the disk; these are plain immutable values.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ROUTING_STRATEGY = "simple-shuffle"
+DEFAULT_NUM_RETRIES = 0
+DEFAULT_ALLOWED_FAILS = 3
+DEFAULT_COOLDOWN_TIME = 5.0
+DEFAULT_REQUEST_TIMEOUT = 600.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_AZURE_API_VERSION = "2024-10-21"
+DEFAULT_OPENAI_API_BASE = "https://api.openai.com/v1"
+DEFAULT_OLLAMA_API_BASE = "http://localhost:11434"
+DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
+DEFAULT_KEY_PREFIX = "batchgate"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4000
+
+ENDPOINTS = ("chat/completions", "completions", "embeddings", "moderations")
+"""Upstream endpoints batchgate routes, relative to a deployment's OpenAI-style base URL."""
+
+
+class Provider(enum.StrEnum):
+    """The ``litellm_params.model`` prefixes batchgate knows how to call."""
+
+    OPENAI = "openai"
+    AZURE = "azure"
+    HOSTED_VLLM = "hosted_vllm"
+    OLLAMA = "ollama"
+
+
+class Secret:
+    """A credential. Its repr and str never show the value; only ``reveal()`` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The clear value: for building an upstream request header, nothing else."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One upstream deployment: a ``model_list`` entry."""
+
+    id: str
+    """``model_info.id`` when given, else a stable digest of what identifies the entry."""
+    model_name: str
+    """The model group callers name in ``"model"``."""
+    provider: Provider
+    model: str
+    """The model name sent upstream (the part after the provider prefix)."""
+    api_base: str
+    """OpenAI-style base URL, ending before ``/chat/completions`` (``/v1`` for most servers;
+    for Azure, the resource endpoint)."""
+    api_key: Secret | None = None
+    api_version: str | None = None
+    timeout: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_parallel_requests: int | None = None
+    weight: float = 1.0
+    order: int | None = None
+    model_info: Mapping[str, Any] = field(default_factory=dict)
+    default_params: Mapping[str, Any] = field(default_factory=dict)
+    """OpenAI request params from ``litellm_params`` (e.g. ``temperature``) applied when the
+    caller did not set them."""
+
+    def url(self, endpoint: str) -> str:
+        """The full upstream URL for ``endpoint`` (one of :data:`ENDPOINTS`)."""
+        base = self.api_base.rstrip("/")
+        if self.provider is Provider.AZURE:
+            return (
+                f"{base}/openai/deployments/{self.model}/{endpoint}"
+                f"?api-version={self.api_version or DEFAULT_AZURE_API_VERSION}"
+            )
+        return f"{base}/{endpoint}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that authenticate to this deployment (empty when it needs no key)."""
+        if self.api_key is None:
+            return {}
+        if self.provider is Provider.AZURE:
+            return {"api-key": self.api_key.reveal()}
+        return {"Authorization": f"Bearer {self.api_key.reveal()}"}
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown to a caller: no key, no headers."""
+        return {
+            "id": self.id,
+            "model_name": self.model_name,
+            "provider": self.provider.value,
+            "model": self.model,
+            "api_base": self.api_base,
+        }
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """LiteLLM's ``router_settings`` that batchgate honours."""
+
+    routing_strategy: str = DEFAULT_ROUTING_STRATEGY
+    num_retries: int = DEFAULT_NUM_RETRIES
+    timeout: float | None = None
+    fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    context_window_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    content_policy_fallbacks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    default_fallbacks: tuple[str, ...] = ()
+    allowed_fails: int = DEFAULT_ALLOWED_FAILS
+    cooldown_time: float = DEFAULT_COOLDOWN_TIME
+    retry_after: float = 0.0
+    model_group_alias: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LiteLLMSettings:
+    """LiteLLM's ``litellm_settings`` that batchgate honours."""
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    drop_params: bool = False
+
+
+@dataclass(frozen=True)
+class GeneralSettings:
+    """LiteLLM's ``general_settings`` that batchgate honours."""
+
+    master_key: Secret | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """batchgate's own settings: the ``batchgate_settings`` section, then ``BATCHGATE_*``."""
+
+    redis_url: str | None = None
+    key_prefix: str = DEFAULT_KEY_PREFIX
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything batchgate needs to run, loaded once at start."""
+
+    source: str
+    """Where it came from: a file path, or ``<demo>``."""
+    deployments: tuple[Deployment, ...]
+    router: RouterSettings = field(default_factory=RouterSettings)
+    litellm: LiteLLMSettings = field(default_factory=LiteLLMSettings)
+    general: GeneralSettings = field(default_factory=GeneralSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    def groups(self) -> dict[str, tuple[Deployment, ...]]:
+        """Deployments by model group, in config order."""
+        out: dict[str, list[Deployment]] = {}
+        for d in self.deployments:
+            out.setdefault(d.model_name, []).append(d)
+        return {name: tuple(ds) for name, ds in out.items()}
+
+    def resolve_group(self, name: str) -> str | None:
+        """The model group ``name`` refers to (directly or via ``model_group_alias``)."""
+        if any(d.model_name == name for d in self.deployments):
+            return name
+        alias = self.router.model_group_alias.get(name)
+        if alias is not None and any(d.model_name == alias for d in self.deployments):
+            return alias
+        return None
+
+    def timeout_for(self, deployment: Deployment) -> float:
+        """Seconds to wait for one upstream answer from ``deployment``."""
+        if deployment.timeout is not None:
+            return deployment.timeout
+        if self.router.timeout is not None:
+            return self.router.timeout
+        return self.litellm.request_timeout

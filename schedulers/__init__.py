@@ -1,0 +1,1 @@
+"""Deployment picking, and (later) rate-limit budgets, cooldowns and fallbacks."""
