@@ -1,1 +1,1 @@
-"""Synchronous OpenAI-compatible gateway front: Flask app factory, blueprints, schemas."""
+"""The HTTP front: Flask app factory, blueprints, marshmallow schemas, error envelope."""

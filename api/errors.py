@@ -1,0 +1,107 @@
+"""The one place errors become HTTP responses: the OpenAI envelope, never a stack trace.
+
+``{"error": {"message", "type", "param", "code"}}`` with the status the error carries. Ours
+(:class:`BatchgateError`), marshmallow's ``ValidationError`` and werkzeug's HTTP exceptions
+are mapped here; anything else is a real fault of ours: logged with its traceback on the
+server, answered with a bare 500 envelope.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from batchgate.errors import (
+    AuthenticationError,
+    BatchgateError,
+    ConflictError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    RequestError,
+)
+
+log = logging.getLogger(__name__)
+
+_WERKZEUG: dict[int, type[RequestError]] = {
+    401: AuthenticationError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: PayloadTooLargeError,
+}
+
+
+def error_response(error: BatchgateError) -> Response:
+    """The OpenAI-shaped response for ``error``."""
+    response = jsonify(error.envelope())
+    response.status_code = error.status
+    response.headers.update(error.headers())
+    return response
+
+
+def _first_field_error(messages: Any, prefix: str = "") -> tuple[str, str]:
+    """The first (param path, message) in marshmallow's nested error dict."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = "" if key == "_schema" else str(key)
+            path = ".".join(part for part in (prefix, name) if part)
+            if isinstance(value, dict | list):
+                return _first_field_error(value, path)
+            return path, str(value)
+    if isinstance(messages, list) and messages:
+        if all(isinstance(m, str) for m in messages):
+            return prefix, " ".join(messages)
+        return _first_field_error(messages[0], prefix)
+    return prefix, str(messages)
+
+
+def validation_error(exc: ValidationError) -> RequestError:
+    """Our 400 for a marshmallow error, naming the first offending field."""
+    param, message = _first_field_error(exc.messages)
+    text = f"{param}: {message}" if param else message
+    return RequestError(f"Invalid request body: {text}", param=param or None,
+                        code="invalid_request_body")
+
+
+def _from_http(exc: HTTPException) -> BatchgateError:
+    status = exc.code or 500
+    kind = _WERKZEUG.get(status)
+    if kind is not None:
+        return kind(exc.description or exc.name)
+    if status == 405:
+        return RequestError(f"Method not allowed: {exc.description}", code="method_not_allowed",
+                            status=405)
+    if status == 429:
+        return RateLimitedError(exc.description or exc.name, retry_after=1)
+    if status < 500:
+        return RequestError(exc.description or exc.name, status=status)
+    return BatchgateError("The server had an error while processing your request.",
+                          status=status)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every error raised in a request to the OpenAI envelope."""
+
+    @app.errorhandler(BatchgateError)
+    def _ours(exc: BatchgateError) -> Response:
+        if exc.status >= 500:
+            log.warning("request failed: %s", exc.message)
+        return error_response(exc)
+
+    @app.errorhandler(ValidationError)
+    def _marshmallow(exc: ValidationError) -> Response:
+        return error_response(validation_error(exc))
+
+    @app.errorhandler(HTTPException)
+    def _werkzeug(exc: HTTPException) -> Response:
+        return error_response(_from_http(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return error_response(BatchgateError(
+            "The server had an error while processing your request."))

@@ -1,0 +1,5 @@
+"""``python -m batchgate`` is the ``batchgate`` command."""
+
+from batchgate.cli import main
+
+main()

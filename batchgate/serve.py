@@ -1,0 +1,52 @@
+"""Serve the app under gunicorn, in this process (``batchgate up``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from api.app import create_app
+from config.settings import Settings
+
+DEFAULT_WORKER_CLASS = "gthread"
+DEFAULT_THREADS = 64
+GRACEFUL_TIMEOUT = 10
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, factory: Callable[[], Any], options: dict[str, Any]) -> None:
+        self._factory = factory
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self._factory()
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int,
+          worker_class: str = DEFAULT_WORKER_CLASS, threads: int = DEFAULT_THREADS,
+          log_level: str = "info") -> None:
+    """Run gunicorn until it is told to stop; each worker builds its app after the fork,
+    so no connection pool is ever shared between processes."""
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "worker_class": worker_class,
+        "threads": threads,
+        # gthread workers heartbeat from their main loop, so a long upstream call in a
+        # thread does not trip this; it only catches a worker that is truly stuck.
+        "timeout": 120,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "keepalive": 75,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": log_level,
+        "proc_name": "batchgate",
+    }
+    _Gunicorn(lambda: create_app(settings), options).run()
