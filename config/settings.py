@@ -155,7 +155,8 @@ class GeneralSettings:
 class ServerSettings:
     """batchgate's own settings: the ``batchgate_settings`` section, then ``BATCHGATE_*``."""
 
-    redis_url: str | None = None
+    redis_url: str | None = field(default=None, repr=False)
+    """May carry a password, so it is kept out of ``repr``."""
     key_prefix: str = DEFAULT_KEY_PREFIX
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
@@ -168,7 +169,7 @@ class Settings:
     """Everything batchgate needs to run, loaded once at start."""
 
     source: str
-    """Where it came from: a file path, or ``<demo>``."""
+    """Where it came from: a file path, ``<demo>``, or ``<env>`` (no file)."""
     deployments: tuple[Deployment, ...]
     router: RouterSettings = field(default_factory=RouterSettings)
     litellm: LiteLLMSettings = field(default_factory=LiteLLMSettings)
