@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from config.loader import load_settings
-
 from api.app import create_app
+from config.loader import load_settings
 
 app = create_app(load_settings(os.environ.get("BATCHGATE_CONFIG")))
