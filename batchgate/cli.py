@@ -55,11 +55,14 @@ def main() -> None:
 @click.option("--threads", type=click.IntRange(min=1), envvar="BATCHGATE_THREADS",
               show_envvar=True, default=64, show_default=True,
               help="Threads per worker process.")
+@click.option("--worker-class", type=click.Choice(["gthread", "gevent"]), default="gthread",
+              envvar="BATCHGATE_WORKER_CLASS", show_envvar=True, show_default=True,
+              help="gunicorn worker class.")
 @click.option("--demo", is_flag=True,
               help="With no config: start built-in fake upstreams and serve demo models.")
 @click.option("--detailed-debug", is_flag=True, help="Debug logging.")
 def up(config_path: str | None, host: str | None, port: int | None, num_workers: int,
-       threads: int, demo: bool, detailed_debug: bool) -> None:
+       threads: int, worker_class: str, demo: bool, detailed_debug: bool) -> None:
     """Run the gateway under gunicorn."""
     from batchgate.serve import serve
 
@@ -69,9 +72,8 @@ def up(config_path: str | None, host: str | None, port: int | None, num_workers:
         raise click.UsageError("give --config FILE (or BATCHGATE_CONFIG), or --demo")
     upstream = None
     if config_path is None:
-        from config.demo import demo_settings
-
         from batchgate.demo import DemoUpstream
+        from config.demo import demo_settings
 
         upstream = DemoUpstream()
         try:
@@ -89,6 +91,7 @@ def up(config_path: str | None, host: str | None, port: int | None, num_workers:
                f"http://{bind_host}:{bind_port}")
     try:
         serve(settings, host=bind_host, port=bind_port, workers=num_workers, threads=threads,
+              worker_class=worker_class,
               log_level="debug" if detailed_debug else "info")
     finally:
         if upstream is not None:

@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from api.app import create_app
 from config.settings import Deployment, GeneralSettings, Provider, Secret, Settings
+from workers.transports import HttpxTransport
 from workers.upstream import UpstreamClient
 
 UPSTREAM_KEY = "sk-upstream-very-secret-0123456789"
@@ -70,8 +71,8 @@ def make_app(upstream: Upstream) -> Iterator[Callable[..., Flask]]:
             from dataclasses import replace
             settings = replace(settings, server=replace(settings.server,
                                                         max_request_bytes=max_request_bytes))
-        app = create_app(settings, client=UpstreamClient(
-            settings, transport=httpx.MockTransport(upstream)))
+        transport = HttpxTransport(httpx.Client(transport=httpx.MockTransport(upstream)))
+        app = create_app(settings, client=UpstreamClient(settings, transport))
         apps.append(app)
         return app
 
