@@ -54,8 +54,8 @@ def main() -> None:
               help="gunicorn worker processes [default: CPU count].")
 @click.option("--threads", type=click.IntRange(min=1), envvar="BATCHGATE_THREADS",
               show_envvar=True, default=64, show_default=True,
-              help="Threads per worker process.")
-@click.option("--worker-class", type=click.Choice(["gthread", "gevent"]), default="gthread",
+              help="Threads per worker process (gthread only).")
+@click.option("--worker-class", type=click.Choice(["gevent", "gthread"]), default="gevent",
               envvar="BATCHGATE_WORKER_CLASS", show_envvar=True, show_default=True,
               help="gunicorn worker class.")
 @click.option("--demo", is_flag=True,
