@@ -130,11 +130,12 @@ def test_invalid_fields_are_400_naming_the_field(client: FlaskClient, upstream: 
     assert upstream.seen == []
 
 
+@pytest.mark.parametrize("route", ROUTES)
 def test_bodies_over_the_configured_limit_are_413(make_app: Callable[..., Flask],
-                                                  upstream: Upstream) -> None:
+                                                  upstream: Upstream, route: str) -> None:
     client = make_app(max_request_bytes=1024).test_client()
     big = {**CHAT, "messages": [{"role": "user", "content": "x" * 4096}]}
-    response = client.post("/v1/chat/completions", json=big)
+    response = client.post(route, json=big)
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
     assert upstream.seen == []
