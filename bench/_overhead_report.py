@@ -43,32 +43,30 @@ class PathResult:
 
     def add(self, phase: LoadResult) -> None:
         """Pool one phase; its probes are [upstream tree, proxy tree (if any)]."""
-        self.latencies_ms += phase.latencies_ms
-        self.sent += phase.sent
-        self.elapsed_s += phase.elapsed_s
-        self.errors += phase.errors
-        self.unsent += phase.unsent
-        self.outcomes.update(phase.outcomes)
-        self.error_samples += phase.error_samples[: 3 - len(self.error_samples)]
+        self._pool(phase)
+        self.error_samples = self.error_samples[:3]
         self.header_values += phase.header_values
-        self.client_cpu_s += phase.client_cpu_s
         self.upstream_cpu_s += sum(phase.probe_deltas[0].values())
         if len(phase.probe_deltas) > 1:
             self.proxy_cpu_by_role.update(phase.probe_deltas[1])
         self.round_req_per_s.append(phase.sent / phase.elapsed_s if phase.elapsed_s else 0.0)
 
+    def _pool(self, part: LoadResult | PathResult) -> None:
+        """Add the figures a load phase and a pooled result both carry."""
+        self.latencies_ms += part.latencies_ms
+        self.sent += part.sent
+        self.elapsed_s += part.elapsed_s
+        self.errors += part.errors
+        self.unsent += part.unsent
+        self.outcomes.update(part.outcomes)
+        self.error_samples += part.error_samples
+        self.client_cpu_s += part.client_cpu_s
+
     def merged(self, other: PathResult) -> PathResult:
         """Return the pool of two results (direct A + B make the direct baseline)."""
         out = PathResult()
         for part in (self, other):
-            out.latencies_ms += part.latencies_ms
-            out.sent += part.sent
-            out.elapsed_s += part.elapsed_s
-            out.errors += part.errors
-            out.unsent += part.unsent
-            out.outcomes.update(part.outcomes)
-            out.error_samples += part.error_samples
-            out.client_cpu_s += part.client_cpu_s
+            out._pool(part)
             out.upstream_cpu_s += part.upstream_cpu_s
             out.round_req_per_s += part.round_req_per_s
         return out
