@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 
 from batchgate.errors import AuthenticationError
 from config.settings import Secret
@@ -38,3 +38,15 @@ def install_auth(app: Flask, master_key: Secret | None) -> None:
                 "Missing API key: send it as 'Authorization: Bearer <key>'.")
         if not hmac.compare_digest(key.encode(), expected):
             raise AuthenticationError("Incorrect API key provided.")
+
+
+def caller_is_master() -> bool:
+    """True when the request carries the master key (which sees every job)."""
+    key = current_app.extensions["batchgate.settings"].general.master_key
+    return key is not None and presented_key() is not None
+
+
+def caller_owner() -> str:
+    """Who owns what this request creates: ``master`` with the master key, ``anonymous``
+    when auth is off. Virtual keys (one owner each) build on this."""
+    return "master" if caller_is_master() else "anonymous"

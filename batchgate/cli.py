@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
-import urllib.error
-import urllib.request
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -24,11 +26,11 @@ def _fail_config(exc: ConfigError) -> NoReturn:
     sys.exit(EXIT_CONFIG)
 
 
-def _load(path: str | None) -> Settings:
+def _load(path: str | None, env: dict[str, str] | None = None) -> Settings:
     from config.loader import load_settings
 
     try:
-        return load_settings(path)
+        return load_settings(path, env)
     except ConfigError as exc:
         _fail_config(exc)
 
@@ -58,44 +60,116 @@ def main() -> None:
 @click.option("--worker-class", type=click.Choice(["gevent", "gthread"]), default="gevent",
               envvar="BATCHGATE_WORKER_CLASS", show_envvar=True, show_default=True,
               help="gunicorn worker class.")
+@click.option("--queue-workers", type=click.IntRange(min=0), default=1, show_default=True,
+              envvar="BATCHGATE_QUEUE_WORKERS", show_envvar=True,
+              help="Celery worker processes for queued work (plus one beat); "
+                   "0 serves the synchronous routes only.")
 @click.option("--demo", is_flag=True,
               help="With no config: start built-in fake upstreams and serve demo models.")
 @click.option("--detailed-debug", is_flag=True, help="Debug logging.")
 def up(config_path: str | None, host: str | None, port: int | None, num_workers: int,
-       threads: int, worker_class: str, demo: bool, detailed_debug: bool) -> None:
-    """Run the gateway under gunicorn."""
+       threads: int, worker_class: str, queue_workers: int, demo: bool,
+       detailed_debug: bool) -> None:
+    """Run everything on this machine: the API (gunicorn), Celery workers with beat, and a
+    Redis of its own when none is configured."""
+    if worker_class == "gevent":
+        # Before anything imports ssl or socket users: gunicorn's own patching happens after
+        # the fork, too late for modules the master already imported (urllib3, redis).
+        from gevent import monkey
+
+        monkey.patch_all()
     from batchgate.serve import serve
 
     logging.basicConfig(level=logging.DEBUG if detailed_debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if config_path is None and not demo:
         raise click.UsageError("give --config FILE (or BATCHGATE_CONFIG), or --demo")
-    upstream = None
-    if config_path is None:
-        from batchgate.demo import DemoUpstream
-        from config.demo import demo_settings
+    env = dict(os.environ)
+    with contextlib.ExitStack() as stack:
+        if config_path is None:
+            from batchgate.demo import DemoUpstream
 
-        upstream = DemoUpstream()
-        try:
-            settings = demo_settings(upstream.base_url)
-        except ConfigError as exc:
-            upstream.stop()
-            _fail_config(exc)
-        click.echo(f"demo upstream on {upstream.base_url}; models: "
-                   + ", ".join(settings.groups()))
-    else:
-        settings = _load(config_path)
-    bind_host = host or settings.server.host
-    bind_port = port if port is not None else settings.server.port
-    click.echo(f"batchgate {__version__} serving {len(settings.groups())} model groups on "
-               f"http://{bind_host}:{bind_port}")
-    try:
+            upstream = DemoUpstream()
+            stack.callback(upstream.stop)
+            config_path = str(upstream.config_path)
+            click.echo(f"demo upstream on {upstream.base_url}")
+        settings = _load(config_path, env)
+        stack.enter_context(_queue_services(settings, env, queue_workers, config_path))
+        settings = _load(config_path, env)
+        bind_host = host or settings.server.host
+        bind_port = port if port is not None else settings.server.port
+        click.echo(f"batchgate {__version__} serving {', '.join(settings.groups())} on "
+                   f"http://{bind_host}:{bind_port}")
         serve(settings, host=bind_host, port=bind_port, workers=num_workers, threads=threads,
-              worker_class=worker_class,
-              log_level="debug" if detailed_debug else "info")
-    finally:
-        if upstream is not None:
-            upstream.stop()
+              worker_class=worker_class, log_level="debug" if detailed_debug else "info")
+
+
+@contextlib.contextmanager
+def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
+                    config_path: str) -> Iterator[None]:
+    """An embedded Redis when none is configured, a server key, and the Celery workers.
+    ``env`` is updated so that this process and its children agree on all three."""
+    from batchgate.processes import EmbeddedRedis, celery_args, spawn, stop
+    from workers.webhooks.secretbox import SecretBox
+
+    with contextlib.ExitStack() as stack:
+        if settings.server.redis_url is None:
+            try:
+                redis = EmbeddedRedis()
+            except RuntimeError as exc:
+                raise click.ClickException(str(exc)) from None
+            stack.callback(redis.stop)
+            env["BATCHGATE_REDIS_URL"] = redis.url
+            click.echo(f"embedded redis on {redis.url} (nothing kept on disk)")
+        if settings.queue.secret_key is None:
+            # Ephemeral: webhook secrets of jobs still pending at a restart become unusable.
+            env["BATCHGATE_SECRET_KEY"] = SecretBox.generate_key()
+        env["BATCHGATE_CONFIG"] = config_path
+        for number in range(queue_workers):
+            worker = spawn(celery_args(
+                "worker", "-P", "gevent", "-c", str(settings.queue.worker_concurrency),
+                "-Q", "interactive,bulk", "-n", f"batchgate{number}-{os.getpid()}@%h",
+                "--loglevel", "INFO"), env)
+            stack.callback(stop, worker)
+        if queue_workers:
+            # Celery's embedded beat (-B) does not run under the gevent pool: its own process.
+            schedule = Path(tempfile.gettempdir()) / f"batchgate-beat-{os.getpid()}"
+            beat = spawn(celery_args("beat", "--loglevel", "WARNING", "-s", str(schedule)), env)
+            stack.callback(stop, beat)
+        yield
+
+
+@main.command()
+@config_option
+@click.option("--concurrency", type=click.IntRange(min=1), envvar="BATCHGATE_WORKER_CONCURRENCY",
+              show_envvar=True, help="Items in flight per process [default: from config].")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(config_path: str | None, concurrency: int | None, loglevel: str) -> None:
+    """Run a Celery worker for queued work (gevent pool; scale out with more of these)."""
+    from batchgate.processes import celery_args
+
+    settings = _load(config_path)
+    args = celery_args("worker", "-P", "gevent", "-c",
+                       str(concurrency or settings.queue.worker_concurrency),
+                       "-Q", "interactive,bulk", "--loglevel", loglevel)
+    _exec(args, config_path)
+
+
+@main.command()
+@config_option
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(config_path: str | None, loglevel: str) -> None:
+    """Run the periodic scheduler (one per deployment): recovery, expiry, webhooks."""
+    from batchgate.processes import celery_args
+
+    _load(config_path)
+    _exec(celery_args("beat", "--loglevel", loglevel), config_path)
+
+
+def _exec(args: list[str], config_path: str | None) -> NoReturn:
+    if config_path:
+        os.environ["BATCHGATE_CONFIG"] = config_path
+    os.execv(args[0], args)  # noqa: S606  (replace this process: signals reach Celery)
 
 
 @main.group()
@@ -128,6 +202,9 @@ def config_check(path: str) -> None:
 @click.option("--timeout", type=float, default=5.0, show_default=True)
 def healthcheck(url: str, timeout: float) -> None:
     """Exit 0 when the gateway at URL is ready, 1 otherwise (for container healthchecks)."""
+    import urllib.error
+    import urllib.request
+
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--url")
     request = urllib.request.Request(url.rstrip("/") + "/health/readiness")  # noqa: S310
@@ -143,10 +220,12 @@ def healthcheck(url: str, timeout: float) -> None:
     click.echo(json.dumps(body))
 
 
-def _register_fake_upstream() -> None:
+@main.command("fake-upstream", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def fake_upstream(ctx: click.Context) -> None:
+    """A fake OpenAI-compatible upstream for tests, benchmarks and demos (see --help)."""
+    # Imported on use: aiohttp pulls in ssl, which `up` must import only after gevent patches.
     from batchgate.fake_upstream.cli import fake_upstream_command
 
-    main.add_command(fake_upstream_command, "fake-upstream")
-
-
-_register_fake_upstream()
+    fake_upstream_command.main(args=ctx.args, prog_name="batchgate fake-upstream")

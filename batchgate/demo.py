@@ -1,14 +1,17 @@
-"""The demo upstream of ``batchgate up --demo``: a fake OpenAI server in a child process."""
+"""The demo of ``batchgate up --demo``: a fake OpenAI upstream in a child process, and a
+config file whose models it serves."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+
+from batchgate.processes import spawn, stop
+from config.demo import demo_config
 
 DEMO_UPSTREAM = {
     # A little latency so the demo behaves like a network service, not a function call.
@@ -19,17 +22,16 @@ READY_TIMEOUT = 15.0
 
 
 class DemoUpstream:
-    """A running fake upstream; ``base_url`` is its OpenAI-style ``/v1`` base."""
+    """A running fake upstream; ``config_path`` is a batchgate config routing to it."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="batchgate-demo-")
         folder = Path(self._dir.name)
         (folder / "upstream.yaml").write_text(yaml.safe_dump(DEMO_UPSTREAM))
         ready = folder / "port"
-        self.process = subprocess.Popen(
+        self.process = spawn(
             [sys.executable, "-m", "batchgate.fake_upstream", "--host", host, "--port", "0",
-             "--config", str(folder / "upstream.yaml"), "--ready-file", str(ready)],
-            stdout=subprocess.DEVNULL)
+             "--config", str(folder / "upstream.yaml"), "--ready-file", str(ready)], {})
         deadline = time.monotonic() + READY_TIMEOUT
         while not (ready.exists() and ready.read_text().strip()):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -37,14 +39,11 @@ class DemoUpstream:
                 raise RuntimeError("the demo upstream did not start")
             time.sleep(0.05)
         self.base_url = f"http://{host}:{int(ready.read_text())}/v1"
+        self.config_path = folder / "demo-config.yaml"
+        self.config_path.write_text(yaml.safe_dump(demo_config(self.base_url),
+                                                   sort_keys=False))
 
     def stop(self) -> None:
         """Stop the child process and remove its files."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, timeout=5)
         self._dir.cleanup()

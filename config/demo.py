@@ -23,11 +23,12 @@ def demo_settings(upstream_base: str, *, master_key: str | None = None,
     env = dict(env or {})
     if master_key is not None:
         env.pop("BATCHGATE_MASTER_KEY", None)
-    return settings_from_mapping(_demo_config(upstream_base, master_key),
+    return settings_from_mapping(demo_config(upstream_base, master_key),
                                  source=DEMO_SOURCE, env=env)
 
 
-def _demo_config(upstream_base: str, master_key: str | None) -> dict[str, Any]:
+def demo_config(upstream_base: str, master_key: str | None = None) -> dict[str, Any]:
+    """The demo config as LiteLLM-style YAML data (what `batchgate up --demo` serves)."""
     def entry(group: str, model: str, *, ident: str | None = None) -> dict[str, Any]:
         params = {"model": model, "api_base": upstream_base, "api_key": None}
         info = {"id": ident} if ident else {}

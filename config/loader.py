@@ -62,6 +62,7 @@ from batchgate.errors import ConfigError
 from config._deployments import parse_model_list
 from config._environment import apply_env_overrides, merged_env
 from config._fields import Scope, Section, describe, suggest, to_mapping
+from config._queue import parse_queue
 from config._sections import parse_general, parse_litellm, parse_router, parse_server
 from config.settings import Settings
 
@@ -148,6 +149,7 @@ def _build(data: Any, source: str, env: Mapping[str, str]) -> tuple[Settings, li
         litellm=parse_litellm(section("litellm_settings")),
         general=parse_general(section("general_settings")),
         server=parse_server(section("batchgate_settings")),
+        queue=parse_queue(section("batchgate_settings")),
     )
     return apply_env_overrides(settings, env), scope.notes
 

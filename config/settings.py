@@ -25,6 +25,16 @@ DEFAULT_MAX_REQUEST_BYTES = 10 * 1024 * 1024
 DEFAULT_KEY_PREFIX = "batchgate"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
+DEFAULT_COMPLETION_WINDOW = 24 * 3600.0
+DEFAULT_MAX_BATCH_REQUESTS = 50_000
+DEFAULT_JOB_TTL = 7 * 24 * 3600.0
+DEFAULT_FEED_WINDOW = 2048
+DEFAULT_CHUNK_SIZE = 8
+DEFAULT_WORKER_CONCURRENCY = 256
+DEFAULT_MAX_WAIT = 60.0
+DEFAULT_WEBHOOK_TIMEOUT = 10.0
+DEFAULT_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+DEFAULT_LEASE_MARGIN = 30.0
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "moderations")
 """Upstream endpoints batchgate routes, relative to a deployment's OpenAI-style base URL."""
@@ -165,6 +175,32 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
+class QueueSettings:
+    """The queue's knobs (also in ``batchgate_settings``)."""
+
+    secret_key: Secret | None = None
+    """Fernet key(s), comma-separated for rotation, that encrypt secrets kept in Redis
+    (webhook secrets). ``batchgate up`` makes an ephemeral one when none is set."""
+    completion_window: float = DEFAULT_COMPLETION_WINDOW
+    max_batch_requests: int = DEFAULT_MAX_BATCH_REQUESTS
+    job_ttl: float = DEFAULT_JOB_TTL
+    """Seconds a finished job's records are kept."""
+    feed_window: int = DEFAULT_FEED_WINDOW
+    """Items of one job on the broker or in flight at once."""
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    """Batch items per Celery task."""
+    worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
+    max_wait: float = DEFAULT_MAX_WAIT
+    """Upper bound of ``?wait=`` on long polls."""
+    item_lease: float | None = None
+    """Seconds before an unfinished chunk is handed out again; default: the longest
+    upstream timeout plus a margin."""
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
+    webhook_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything batchgate needs to run, loaded once at start."""
 
@@ -175,6 +211,7 @@ class Settings:
     litellm: LiteLLMSettings = field(default_factory=LiteLLMSettings)
     general: GeneralSettings = field(default_factory=GeneralSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
     def groups(self) -> dict[str, tuple[Deployment, ...]]:
         """Deployments by model group, in config order."""
@@ -191,6 +228,14 @@ class Settings:
         if alias is not None and any(d.model_name == alias for d in self.deployments):
             return alias
         return None
+
+    def lease_seconds(self) -> float:
+        """How long one item may run before its chunk is handed out again."""
+        if self.queue.item_lease is not None:
+            return self.queue.item_lease
+        longest = max((self.timeout_for(d) for d in self.deployments),
+                      default=self.litellm.request_timeout)
+        return longest + DEFAULT_LEASE_MARGIN
 
     def timeout_for(self, deployment: Deployment) -> float:
         """Seconds to wait for one upstream answer from ``deployment``."""

@@ -1,0 +1,171 @@
+"""Turning a ``POST /queue/requests`` body into a validated job, or a 4xx that names the fault.
+
+Everything is checked before anything is written, so a rejected submission leaves no job, no
+item and no queued task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from marshmallow import ValidationError
+
+from api.errors import validation_error
+from api.queue_schemas import BATCH_REQUEST, ENDPOINT_ALIASES, SUBMISSION, WRAPPER_FIELDS
+from api.schemas import SCHEMAS
+from batchgate.errors import BatchgateError, PayloadTooLargeError, RequestError
+from config.durations import parse_duration
+from workers.gateway import Gateway
+from workers.jobs import DEFAULT_PRIORITY, Item, JobKind, NewJob, new_job_id
+from workers.runtime import QueueUnavailableError, Runtime
+from workers.webhooks.signing import check_secret, new_secret
+from workers.webhooks.urls import check_url
+
+MAX_COMPLETION_WINDOW = 30 * 24 * 3600.0
+COMPARE_SEPARATOR = "::"
+"""A batch line naming several models becomes one item per model: ``<custom_id>::<model>``."""
+
+
+def _infer_endpoint(body: dict[str, Any]) -> str:
+    if "messages" in body:
+        return "chat/completions"
+    if "prompt" in body:
+        return "completions"
+    if "input" in body:
+        return "embeddings"
+    raise RequestError("Cannot tell which endpoint this request is for: give 'endpoint' "
+                       "(e.g. '/v1/chat/completions'), or a 'messages', 'prompt' or 'input'.",
+                       param="endpoint")
+
+
+def _check_body(endpoint: str, body: dict[str, Any], where: str) -> str:
+    """Validate one request body; returns its ``model``. ``where`` prefixes error params."""
+    try:
+        loaded = SCHEMAS[endpoint].load(body)
+    except ValidationError as exc:
+        error = validation_error(exc)
+        param = f"{where}.{error.param}" if where and error.param else (error.param or where)
+        raise RequestError(f"{where + ': ' if where else ''}{error.message}", param=param,
+                           code="invalid_request_body") from None
+    if body.get("stream") is True:
+        raise RequestError("Queued requests cannot be streamed: drop 'stream'.",
+                           param=f"{where}.stream" if where else "stream")
+    return str(loaded["model"])
+
+
+def _resolve(gateway: Gateway, model: str, where: str) -> list[str]:
+    try:
+        return gateway.resolve(model)
+    except BatchgateError as exc:
+        if where:
+            exc.message = f"{where}: {exc.message}"
+            exc.param = f"{where}.model"
+        raise
+
+
+def _single(gateway: Gateway, endpoint: str, body: dict[str, Any]) -> tuple[JobKind, list[Item]]:
+    request = {k: v for k, v in body.items() if k not in WRAPPER_FIELDS}
+    model = _check_body(endpoint, request, "")
+    groups = _resolve(gateway, model, "")
+    if len(groups) == 1:
+        return JobKind.SINGLE, [Item(0, "request", groups[0], {**request, "model": groups[0]})]
+    return JobKind.COMPARE, [Item(i, group, group, {**request, "model": group})
+                             for i, group in enumerate(groups)]
+
+
+def _batch(gateway: Gateway, endpoint: str, lines: list[Any], limit: int) -> list[Item]:
+    if len(lines) > limit:
+        raise PayloadTooLargeError(f"A batch may hold at most {limit} requests; this one has "
+                                   f"{len(lines)}.", param="requests")
+    items: list[Item] = []
+    seen: dict[str, int] = {}
+    for line, raw in enumerate(lines):
+        where = f"requests[{line}]"
+        if not isinstance(raw, dict):
+            raise RequestError(f"{where}: each request must be an object with 'custom_id' "
+                               "and 'body'", param=where, code="invalid_batch_request")
+        try:
+            request = BATCH_REQUEST.load(raw)
+        except ValidationError as exc:
+            error = validation_error(exc)
+            raise RequestError(f"{where}: {error.message}",
+                               param=f"{where}.{error.param}" if error.param else where,
+                               code="invalid_batch_request") from None
+        custom_id = request["custom_id"]
+        if custom_id in seen:
+            raise RequestError(f"{where}: custom_id {custom_id!r} is already used by "
+                               f"requests[{seen[custom_id]}]", param=f"{where}.custom_id",
+                               code="duplicate_custom_id")
+        seen[custom_id] = line
+        url = request.get("url")
+        if url is not None and ENDPOINT_ALIASES.get(url) != endpoint:
+            raise RequestError(f"{where}: url {url!r} does not match the job's endpoint "
+                               f"'/v1/{endpoint}'", param=f"{where}.url",
+                               code="invalid_url")
+        body = request["body"]
+        groups = _resolve(gateway, _check_body(endpoint, body, f"{where}.body"), f"{where}.body")
+        for group in groups:
+            item_id = custom_id if len(groups) == 1 else f"{custom_id}{COMPARE_SEPARATOR}{group}"
+            items.append(Item(len(items), item_id, group, {**body, "model": group}))
+    return items
+
+
+def _completion_window(value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise RequestError(f"completion_window: {exc}", param="completion_window") from None
+    if seconds > MAX_COMPLETION_WINDOW:
+        raise RequestError("completion_window may be at most 30 days",
+                           param="completion_window")
+    return seconds
+
+
+def digest(body: dict[str, Any]) -> str:
+    """A stable digest of a request body (for Idempotency-Key checks)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def build_job(runtime: Runtime, body: dict[str, Any], owner: str) -> tuple[NewJob, str | None]:
+    """The job a submission describes, and the webhook secret to show once (when we made it)."""
+    spec = SUBMISSION.load(body)
+    settings = runtime.settings
+    gateway = runtime.gateway
+    if "requests" in spec:
+        endpoint = ENDPOINT_ALIASES[spec.get("endpoint", "/v1/chat/completions")]
+        kind, items = JobKind.BATCH, _batch(gateway, endpoint, spec["requests"],
+                                            settings.queue.max_batch_requests)
+    else:
+        endpoint = ENDPOINT_ALIASES[spec["endpoint"]] if "endpoint" in spec \
+            else _infer_endpoint(body)
+        kind, items = _single(gateway, endpoint, body)
+    webhook = spec.get("webhook")
+    sealed, shown_secret = None, None
+    if webhook:
+        check_url(webhook["url"], settings.queue.webhook_allowed_hosts)
+        secret = webhook.get("secret")
+        if secret is None:
+            secret = shown_secret = new_secret()
+        check_secret(secret)
+        if runtime.secretbox is None:
+            raise QueueUnavailableError("Webhooks need a server key to keep their secret "
+                                        "encrypted: set BATCHGATE_SECRET_KEY.")
+        sealed = runtime.secretbox.encrypt(secret)
+    job = NewJob(
+        id=new_job_id(), kind=kind, endpoint=endpoint, items=items, owner=owner,
+        created_at=int(time.time()),
+        completion_window=_completion_window(spec.get("completion_window"),
+                                             settings.queue.completion_window),
+        priority=spec.get("priority", DEFAULT_PRIORITY[kind]),
+        metadata=spec.get("metadata") or {},
+        models=tuple(item.model for item in items) if kind is JobKind.COMPARE else (),
+        webhook_url=webhook["url"] if webhook else None, webhook_secret_sealed=sealed,
+        webhook_events=tuple(webhook.get("events", ())) if webhook else (),
+        digest=digest(body))
+    return job, shown_secret

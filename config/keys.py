@@ -1,0 +1,87 @@
+"""Every Redis key batchgate writes is built here, and nowhere else.
+
+Schema (``P`` = ``batchgate_settings.key_prefix``, default ``batchgate``; a job's own keys
+share the hash tag ``{<job id>}`` so they live in one Redis Cluster slot)::
+
+    P:job:{J}                 hash    the job record: kind, status, counts, timestamps,
+                                      webhook state (its secret only ever Fernet-encrypted)
+    P:job:{J}:items           hash    item index -> item JSON {custom_id, model, body}
+    P:job:{J}:results         hash    item index -> result JSON, written once (HSETNX)
+    P:job:{J}:done            list    item indexes in the order they finished
+    P:job:{J}:events          pub/sub channel (not a key): item and job events
+    P:jobs:owner:{O}          zset    job ids of owner O by creation time (listing)
+    P:jobs:active             zset    job id -> deadline (completion window) while running
+    P:leases                  zset    "J|start|stop" chunk -> lease deadline (recovery)
+    P:webhooks:due            zset    job id -> when its next delivery attempt is due
+    P:idem:{O}:{digest}       string  "job id|body digest" for an Idempotency-Key
+    P:celery:...              Celery's own broker keys (kombu ``global_keyprefix``)
+
+TTL policy:
+
+- A job's own keys (record, items, results, done) have no TTL while the job runs; when it
+  ends, the script that ends it sets ``job_ttl`` (default 7 days) on all four at once.
+- Idempotency keys expire after :data:`IDEMPOTENCY_TTL` (24 h, as OpenAI keeps them).
+- The index sets (``jobs:owner``, ``jobs:active``, ``leases``, ``webhooks:due``) carry no TTL:
+  members leave when their work ends, and listing prunes owner entries whose job expired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key builders under one prefix."""
+
+    prefix: str
+
+    def job(self, job_id: str) -> str:
+        """The job record (hash)."""
+        return f"{self.prefix}:job:{{{job_id}}}"
+
+    def items(self, job_id: str) -> str:
+        """Item index -> item JSON (hash)."""
+        return f"{self.job(job_id)}:items"
+
+    def results(self, job_id: str) -> str:
+        """Item index -> result JSON (hash, write-once per field)."""
+        return f"{self.job(job_id)}:results"
+
+    def done(self, job_id: str) -> str:
+        """Item indexes in completion order (list)."""
+        return f"{self.job(job_id)}:done"
+
+    def events(self, job_id: str) -> str:
+        """The job's pub/sub channel."""
+        return f"{self.job(job_id)}:events"
+
+    def owner_jobs(self, owner: str) -> str:
+        """Job ids of one owner by creation time (zset)."""
+        return f"{self.prefix}:jobs:owner:{owner}"
+
+    @property
+    def active(self) -> str:
+        """Running job ids by deadline (zset)."""
+        return f"{self.prefix}:jobs:active"
+
+    @property
+    def leases(self) -> str:
+        """Handed-out chunks by lease deadline (zset)."""
+        return f"{self.prefix}:leases"
+
+    @property
+    def webhooks_due(self) -> str:
+        """Jobs whose webhook delivery is due, by due time (zset)."""
+        return f"{self.prefix}:webhooks:due"
+
+    def idempotency(self, owner: str, digest: str) -> str:
+        """One Idempotency-Key of one owner (string)."""
+        return f"{self.prefix}:idem:{owner}:{digest}"
+
+    @property
+    def celery(self) -> str:
+        """The prefix of Celery's broker keys."""
+        return f"{self.prefix}:celery:"

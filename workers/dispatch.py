@@ -1,0 +1,65 @@
+"""Putting work on the broker: job chunks in bounded windows, and due webhook deliveries.
+
+Task messages carry ids and item index ranges only: never a request body, never a key.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+from workers.jobs import INTERACTIVE_QUEUE, Job, JobKind
+from workers.runtime import Runtime
+
+RUN_CHUNK = "batchgate.run_chunk"
+DELIVER_WEBHOOK = "batchgate.deliver_webhook"
+WEBHOOK_CLAIM_LIMIT = 100
+
+
+class Sender(Protocol):
+    """What we need of a Celery app: ``send_task``."""
+
+    def send_task(self, name: str, args: Any = None, **options: Any) -> Any: ...
+
+
+class Dispatcher:
+    """Feeds jobs to the broker through the store's leases."""
+
+    def __init__(self, runtime: Runtime, sender: Sender) -> None:
+        self.runtime = runtime
+        self.sender = sender
+
+    def chunk_size(self, job: Job) -> int:
+        """Batch items share a task; single and compare items each get their own, so the
+        models of a comparison run side by side."""
+        return self.runtime.settings.queue.chunk_size if job.kind is JobKind.BATCH else 1
+
+    def feed(self, job: Job) -> int:
+        """Hand out the job's next window of chunks; returns how many were sent."""
+        settings = self.runtime.settings
+        lease = settings.lease_seconds()
+        size = self.chunk_size(job)
+        # A chunk may wait on the broker before it starts: its first lease covers that wait
+        # plus a whole chunk; once running it is renewed item by item.
+        chunks = self.runtime.store.feed(
+            job.id, window=settings.queue.feed_window, chunk=size,
+            lease_deadline=time.time() + lease * (size + 1))
+        for start, stop in chunks:
+            self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop],
+                                  queue=job.get("queue") or INTERACTIVE_QUEUE)
+        return len(chunks)
+
+    def resend(self, job: Job, start: int, stop: int) -> None:
+        """Send one chunk again (its lease ran out)."""
+        self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop],
+                              queue=job.get("queue") or INTERACTIVE_QUEUE)
+
+    def webhooks(self) -> int:
+        """Send a delivery task for every job whose webhook is due (claimed atomically, so two
+        scanners never send the same one)."""
+        now = time.time()
+        claim_until = now + self.runtime.settings.queue.webhook_timeout * 3
+        job_ids = self.runtime.store.claim_due_webhooks(now, claim_until, WEBHOOK_CLAIM_LIMIT)
+        for job_id in job_ids:
+            self.sender.send_task(DELIVER_WEBHOOK, args=[job_id], queue=INTERACTIVE_QUEUE)
+        return len(job_ids)

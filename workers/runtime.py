@@ -1,0 +1,55 @@
+"""What a process needs to run jobs, built lazily so nothing is shared across a fork."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import redis
+
+from batchgate.errors import BatchgateError
+from config.keys import Keys
+from config.settings import Settings
+from workers.gateway import Gateway
+from workers.store import JobStore
+from workers.upstream import UpstreamClient
+from workers.webhooks.secretbox import SecretBox
+
+REDIS_MAX_CONNECTIONS = 128
+
+
+class QueueUnavailableError(BatchgateError):
+    status = 503
+    code = "queue_unavailable"
+
+
+class Runtime:
+    """Settings plus the clients built from them: Redis, the job store, the gateway."""
+
+    def __init__(self, settings: Settings, *, client: UpstreamClient | None = None) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.server.key_prefix)
+        self._client = client
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        url = self.settings.server.redis_url
+        if not url:
+            raise QueueUnavailableError(
+                "The queue is not configured: set batchgate_settings.redis_url "
+                "(or BATCHGATE_REDIS_URL), or run `batchgate up`, which starts one.")
+        return redis.Redis.from_url(url, decode_responses=True,
+                                    max_connections=REDIS_MAX_CONNECTIONS,
+                                    health_check_interval=30)
+
+    @cached_property
+    def store(self) -> JobStore:
+        return JobStore(self.redis, self.keys, job_ttl=self.settings.queue.job_ttl)
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        return Gateway(self.settings, self._client or UpstreamClient(self.settings))
+
+    @cached_property
+    def secretbox(self) -> SecretBox | None:
+        key = self.settings.queue.secret_key
+        return SecretBox(key.reveal()) if key else None

@@ -1,0 +1,48 @@
+"""Celery tasks: thin shells over ``workers.execute``, ``maintenance`` and ``deliver``.
+
+Arguments are ids and index ranges only; each worker reads config and bodies itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from workers import deliver, execute, maintenance
+from workers.celery_app import runtime_of
+from workers.dispatch import Dispatcher
+
+
+def _dispatcher(task: Any) -> Dispatcher:
+    return Dispatcher(runtime_of(task.app), task.app)
+
+
+@shared_task(bind=True, name="batchgate.run_chunk")
+def run_chunk(self: Any, job_id: str, start: int, stop: int) -> None:
+    """Run items ``[start, stop)`` of a job."""
+    execute.run_chunk(_dispatcher(self), job_id, start, stop)
+
+
+@shared_task(bind=True, name="batchgate.deliver_webhook")
+def deliver_webhook(self: Any, job_id: str) -> None:
+    """One delivery attempt of a job's webhook."""
+    deliver.deliver(_dispatcher(self), job_id)
+
+
+@shared_task(bind=True, name="batchgate.recover")
+def recover(self: Any) -> int:
+    """Re-queue chunks whose lease ran out."""
+    return maintenance.recover_leases(_dispatcher(self))
+
+
+@shared_task(bind=True, name="batchgate.expire")
+def expire(self: Any) -> int:
+    """Expire jobs past their completion window."""
+    return maintenance.expire_overdue(_dispatcher(self))
+
+
+@shared_task(bind=True, name="batchgate.scan_webhooks")
+def scan_webhooks(self: Any) -> int:
+    """Send the webhook deliveries that are due."""
+    return _dispatcher(self).webhooks()
