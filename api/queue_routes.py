@@ -222,17 +222,17 @@ def list_jobs() -> Response:
     status = request.args.get("status")
     if status is not None and status not in JobStatus.__members__.values():
         raise RequestError(f"unknown status {status!r}", param="status")
-    before = None
-    if after := request.args.get("after"):
-        before = float(owned_job(after).number("created_at"))
+    after = request.args.get("after")
     data: list[dict[str, Any]] = []
     # Scan a bounded number of pages so a filter that matches nothing cannot spin forever.
     for _ in range(20):
-        jobs = store.list_jobs(caller_owner(), before=before, limit=limit + 1)
+        jobs = store.list_jobs(caller_owner(), after=after, limit=limit + 1)
+        if jobs is None:
+            raise NotFoundError(f"No job found with id {after!r}.", param="after")
         data += [j.public() for j in jobs if status is None or j.status == status]
         if len(jobs) <= limit or len(data) > limit:
             break
-        before = float(jobs[-1].number("created_at"))
+        after = jobs[-1].id
     has_more = len(data) > limit
     data = data[:limit]
     return jsonify({"object": "list", "data": data, "has_more": has_more,

@@ -12,15 +12,22 @@ duration) keeps phases comparable and bounded; a deadline bounds them in time as
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 DEFAULT_PHASE_DEADLINE_S = 600.0
+DEFAULT_QUEUE_WAIT_S = 30.0  # ?wait= of each long poll (the server caps it at its max_wait)
+DEFAULT_JOB_TIMEOUT_S = 120.0  # a queued job not ended by then counts as an error
+LONG_POLL_GRACE_S = 15.0  # client timeout of one long poll beyond the wait it asked for
+JOB_ENDED = frozenset({"completed", "failed", "cancelled", "expired"})
 MAX_ERROR_SAMPLES = 3
 ERROR_SAMPLE_CHARS = 300
 
@@ -73,13 +80,18 @@ def run_phase(
     """
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be >= 1")
+
+    async def send(session: aiohttp.ClientSession, result: LoadResult, measured: bool) -> None:
+        header = collect_header if measured else None
+        await _one_request(session, target, header, result)
+
     return asyncio.run(
         _run_phase(
-            target,
+            send,
+            headers=target.headers,
             requests=requests,
             concurrency=concurrency,
             warmup=warmup,
-            collect_header=collect_header,
             probes=probes,
             request_timeout_s=request_timeout_s,
             deadline_s=deadline_s,
@@ -87,13 +99,55 @@ def run_phase(
     )
 
 
-async def _run_phase(
-    target: Target,
+def run_queue_phase(
+    submit: Target,
     *,
     requests: int,
     concurrency: int,
+    warmup: int = 0,
+    wait_s: float = DEFAULT_QUEUE_WAIT_S,
+    probes: Sequence[Probe] = (),
+    job_timeout_s: float = DEFAULT_JOB_TIMEOUT_S,
+    deadline_s: float = DEFAULT_PHASE_DEADLINE_S,
+) -> LoadResult:
+    """Like `run_phase`, but each request is a queued job: submit it, then long-poll it.
+
+    `submit` is the `POST /queue/requests` target. A request's latency runs from sending the
+    submission to reading the ended job (`GET <job url>?wait=wait_s`, repeated until the job
+    ends or `job_timeout_s` passes); it succeeds only when the job ended `completed`.
+    """
+    if requests < 1 or concurrency < 1:
+        raise ValueError("requests and concurrency must be >= 1")
+
+    async def send(session: aiohttp.ClientSession, result: LoadResult, measured: bool) -> None:
+        await _one_queued(session, submit, wait_s, job_timeout_s, result)
+
+    return asyncio.run(
+        _run_phase(
+            send,
+            headers=submit.headers,
+            requests=requests,
+            concurrency=concurrency,
+            warmup=warmup,
+            probes=probes,
+            # One HTTP exchange of a job may be a long poll of up to wait_s.
+            request_timeout_s=wait_s + LONG_POLL_GRACE_S,
+            deadline_s=deadline_s,
+        )
+    )
+
+
+# Sends one request of a phase and records its outcome; `measured` is False during warm-up.
+Send = Callable[[aiohttp.ClientSession, LoadResult, bool], Awaitable[None]]
+
+
+async def _run_phase(
+    send: Send,
+    *,
+    headers: Mapping[str, str],
+    requests: int,
+    concurrency: int,
     warmup: int,
-    collect_header: str | None,
     probes: Sequence[Probe],
     request_timeout_s: float,
     deadline_s: float,
@@ -104,25 +158,28 @@ async def _run_phase(
         limit=concurrency, limit_per_host=concurrency, keepalive_timeout=60
     )
     timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-    headers = {"Content-Type": "application/json", **target.headers}
     async with aiohttp.ClientSession(
-        connector=connector, timeout=timeout, headers=headers, auto_decompress=False
+        connector=connector,
+        timeout=timeout,
+        headers={"Content-Type": "application/json", **headers},
+        auto_decompress=False,
     ) as session:
         if warmup:
-            await _drive(session, target, warmup, concurrency, None, deadline_s)
+            await _drive(session, send, warmup, concurrency, deadline_s, measured=False)
         before = [probe() for probe in probes]
-        result = await _drive(session, target, requests, concurrency, collect_header, deadline_s)
+        result = await _drive(session, send, requests, concurrency, deadline_s, measured=True)
         result.probe_deltas = [_delta(b, probe()) for probe, b in zip(probes, before, strict=True)]
     return result
 
 
 async def _drive(
     session: aiohttp.ClientSession,
-    target: Target,
+    send: Send,
     requests: int,
     concurrency: int,
-    collect_header: str | None,
     deadline_s: float,
+    *,
+    measured: bool,
 ) -> LoadResult:
     result = LoadResult()
     remaining = requests  # shared by the coroutines; safe, as they interleave only at awaits
@@ -136,7 +193,7 @@ async def _drive(
             if time.perf_counter() > deadline:
                 return
             remaining -= 1
-            await _one_request(session, target, collect_header, result)
+            await send(session, result, measured)
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
     result.elapsed_s = time.perf_counter() - start
@@ -172,6 +229,75 @@ async def _one_request(
             result.header_values.append(float(header))
         except ValueError:
             result.outcomes[f"bad {collect_header}"] += 1
+
+
+async def _one_queued(
+    session: aiohttp.ClientSession,
+    submit: Target,
+    wait_s: float,
+    job_timeout_s: float,
+    result: LoadResult,
+) -> None:
+    result.sent += 1
+    began = time.perf_counter()
+    try:
+        status, job = await submit_job(session, submit.url, submit.body)
+        if status != 202 or not isinstance(job, dict):
+            _record_error(result, str(status), f"submit HTTP {status}: {job!r}")
+            return
+        job = await await_job(
+            session, urljoin(submit.url, job["url"]), wait_s=wait_s, deadline=began + job_timeout_s
+        )
+    except JobPollError as exc:
+        _record_error(result, "poll error", str(exc))
+        return
+    except (aiohttp.ClientError, TimeoutError, KeyError, ValueError) as exc:
+        _record_error(result, type(exc).__name__, f"{type(exc).__name__}: {exc}")
+        return
+    took_ms = (time.perf_counter() - began) * 1000.0
+    if job.get("status") != "completed":
+        _record_error(result, f"job {job.get('status')}", f"job ended as: {job!s}")
+        return
+    result.outcomes["completed"] += 1
+    result.latencies_ms.append(took_ms)
+
+
+# --- the queue's two calls, shared by the queue benchmarks -----------------------------------
+
+
+class JobPollError(RuntimeError):
+    """Reading a job's state answered something other than 200."""
+
+
+async def submit_job(session: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, Any]:
+    """POST a submission; return (HTTP status, parsed JSON body or, failing that, its text)."""
+    async with session.post(url, data=body) as response:
+        raw = await response.read()
+        status = response.status
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw[:ERROR_SAMPLE_CHARS].decode(errors="replace")
+
+
+async def await_job(
+    session: aiohttp.ClientSession, job_url: str, *, wait_s: float, deadline: float
+) -> dict[str, Any]:
+    """Long-poll `job_url` until the job ends or `deadline` (perf_counter) passes; return it.
+
+    Each poll asks the server to hold it up to `wait_s` (never past the deadline), and the
+    server answers as soon as the job ends, so the return comes within a few ms of the end.
+    """
+    while True:
+        left = deadline - time.perf_counter()
+        params = {"wait": f"{max(0.0, min(wait_s, left)):.3f}"}
+        async with session.get(job_url, params=params) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise JobPollError(f"poll HTTP {response.status}: {raw[:ERROR_SAMPLE_CHARS]!r}")
+        job: dict[str, Any] = json.loads(raw)
+        if job.get("status") in JOB_ENDED or time.perf_counter() >= deadline:
+            return job
 
 
 def _record_error(result: LoadResult, outcome: str, sample: str) -> None:

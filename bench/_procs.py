@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEFAULT_READY_TIMEOUT_S = 30.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
@@ -29,6 +31,8 @@ POLL_INTERVAL_S = 0.05
 LOG_TAIL_LINES = 30
 FAKE_UPSTREAM_MODULE = "batchgate.fake_upstream"
 BENCH_MODEL = "bench-model"
+# Variables that would point `batchgate up` at a shared Redis instead of its own embedded one.
+REDIS_ENV_VARS = ("BATCHGATE_REDIS_URL", "REDIS_URL")
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PR_SET_PDEATHSIG = 1
@@ -196,11 +200,21 @@ def _signal_if_same(pid: int, started: int | None, sig: signal.Signals) -> None:
 # --- the two servers every overhead benchmark needs ---------------------------------------
 
 
-def start_fake_upstream(log_dir: Path, python: str = sys.executable) -> ManagedProcess:
-    """Start batchgate's zero-latency fake upstream on a kernel-chosen port and wait for it."""
+def start_fake_upstream(
+    log_dir: Path, python: str = sys.executable, config: Mapping[str, Any] | None = None
+) -> ManagedProcess:
+    """Start batchgate's fake upstream on a kernel-chosen port and wait for it.
+
+    Without `config` every model answers at once; with it, `config` is the fake upstream's
+    settings (`{"defaults": {"latency_ms": 50}, "models": {...}}`), written next to the logs.
+    """
     ready = Path(tempfile.mkstemp(prefix="upstream-port-", dir=log_dir)[1])
     ready.write_text("")
     argv = [python, "-m", FAKE_UPSTREAM_MODULE, "--port", "0", "--ready-file", str(ready)]
+    if config is not None:
+        config_path = log_dir / "upstream.json"  # JSON is YAML: the upstream reads either
+        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        argv += ["--config", str(config_path)]
     proc = spawn("fake upstream", argv, log_dir / "fake_upstream.log")
     try:
         port = int(wait_ready_file(proc, ready))
@@ -212,9 +226,17 @@ def start_fake_upstream(log_dir: Path, python: str = sys.executable) -> ManagedP
     return proc
 
 
-def write_proxy_config(path: Path, upstream_base_url: str, model_name: str = BENCH_MODEL) -> Path:
-    """Write the LiteLLM-style config both batchgate and the LiteLLM peer read."""
-    path.write_text(
+def write_proxy_config(
+    path: Path,
+    upstream_base_url: str,
+    model_name: str = BENCH_MODEL,
+    batchgate_settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the LiteLLM-style config both batchgate and the LiteLLM peer read.
+
+    `batchgate_settings` (scalars only, e.g. `{"chunk_size": 1}`) becomes that section.
+    """
+    text = (
         "model_list:\n"
         f"  - model_name: {model_name}\n"
         "    litellm_params:\n"
@@ -222,7 +244,24 @@ def write_proxy_config(path: Path, upstream_base_url: str, model_name: str = BEN
         f"      api_base: {upstream_base_url}/v1\n"
         "      api_key: None\n"
     )
+    if batchgate_settings:
+        # json.dumps of a scalar is a valid YAML scalar (quoted strings, plain numbers).
+        lines = [f"  {key}: {json.dumps(value)}" for key, value in batchgate_settings.items()]
+        text += "batchgate_settings:\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
     return path
+
+
+def private_queue_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment minus any Redis URL, so `batchgate up` starts its own embedded Redis.
+
+    A benchmark must not share a broker with whatever else runs on the machine (a test
+    suite's Redis on 6379, say): other work in its queues would be measured as ours.
+    """
+    env = dict(os.environ if base is None else base)
+    for name in REDIS_ENV_VARS:
+        env.pop(name, None)
+    return env
 
 
 def start_batchgate(
@@ -231,8 +270,13 @@ def start_batchgate(
     workers: int = 1,
     python: str = sys.executable,
     extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> ManagedProcess:
-    """Run `batchgate up` on a free loopback port and wait for /health/liveliness."""
+    """Run `batchgate up` on a free loopback port and wait for /health/liveliness.
+
+    Liveliness only says the API answers; Celery workers may still be starting, so a queue
+    benchmark sends one job through and waits for its result before measuring.
+    """
     port = free_port()
     argv = [
         python, "-m", "batchgate", "up",
@@ -242,7 +286,7 @@ def start_batchgate(
         "--num-workers", str(workers),
         *extra_args,
     ]  # fmt: skip
-    proc = spawn("batchgate", argv, log_dir / "batchgate.log")
+    proc = spawn("batchgate", argv, log_dir / "batchgate.log", env=env)
     proc.base_url = f"http://127.0.0.1:{port}"
     try:
         wait_http_ok(proc, f"{proc.base_url}/health/liveliness")
@@ -325,12 +369,17 @@ def tree_cpu_by_role(root: int) -> dict[str, float]:
     return dict(roles)
 
 
-def _command_label(pid: int) -> str:
+def _cmdline(pid: int) -> list[str]:
+    """The process's argv, or [] if it is gone (or a kernel thread)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return "?"
-    args = [a.decode(errors="replace") for a in argv if a]
+        return []
+    return [a.decode(errors="replace") for a in argv if a]
+
+
+def _command_label(pid: int) -> str:
+    args = _cmdline(pid)
     if not args:
         return "?"
     # "python -m batchgate up --config x" reads as "python batchgate up": the program and its
@@ -343,3 +392,42 @@ def _command_label(pid: int) -> str:
             break
         words.append(Path(arg).name)
     return " ".join(words)
+
+
+# --- the queue's processes -----------------------------------------------------------------
+
+QUEUE_ROLES = ("api", "celery worker", "celery beat", "redis")
+
+
+def queue_role(pid: int) -> str:
+    """What a process of a `batchgate up` tree does: one of QUEUE_ROLES.
+
+    Celery workers and beat share a command (`python -m celery -A batchgate.worker ...`), so
+    they are told apart by their subcommand; everything not Celery or Redis serves the API
+    (the `batchgate up` process is the gunicorn master; its gunicorn workers are forks).
+    """
+    args = _cmdline(pid)
+    # redis-server rewrites its title ("/usr/bin/redis-server 127.0.0.1:6400"): argv[0] only.
+    if args and "redis-server" in args[0]:
+        return "redis"
+    if any("celery" in arg for arg in args):
+        if "worker" in args:
+            return "celery worker"
+        if "beat" in args:
+            return "celery beat"
+    return "api"
+
+
+def celery_worker_pids(root: int) -> list[int]:
+    """Pids of the Celery worker processes (not beat) under a `batchgate up` process."""
+    return [pid for pid in tree_pids(root)[1:] if queue_role(pid) == "celery worker"]
+
+
+def queue_cpu_by_role(root: int) -> dict[str, float]:
+    """CPU seconds of a `batchgate up` tree by queue role: API, Celery worker, beat, Redis."""
+    roles = dict.fromkeys(QUEUE_ROLES, 0.0)
+    for pid in tree_pids(root):
+        fields = _read_stat(pid)
+        if fields:
+            roles[queue_role(pid)] += _cpu_seconds(fields)
+    return roles

@@ -102,3 +102,30 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(row) for row in rows)])
+
+
+@dataclass(frozen=True)
+class SampleSummary:
+    """Distribution of a sampled gauge (e.g. requests in flight, read every 100 ms)."""
+
+    samples: int
+    median: float
+    p90: float
+    mean: float
+    max: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+
+def summarize_samples(values: Sequence[float]) -> SampleSummary:
+    """Median, p90, mean and max of gauge samples (NaN when there are none)."""
+    ordered = sorted(values)
+    return SampleSummary(
+        samples=len(ordered),
+        median=percentile(ordered, 50),
+        p90=percentile(ordered, 90),
+        mean=sum(ordered) / len(ordered) if ordered else math.nan,
+        max=ordered[-1] if ordered else math.nan,
+    )

@@ -9,6 +9,7 @@ exactly-once under at-least-once execution.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
@@ -93,7 +94,8 @@ class JobStore:
                 batch = {}
         if batch:
             pipe.hset(self.keys.items(job.id), mapping=_fields(batch))
-        pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: job.created_at})
+        # Microsecond scores: jobs created in the same second still list in creation order.
+        pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: time.time()})
         pipe.zadd(self.keys.active, {job.id: job.created_at + job.completion_window})
         pipe.execute()
 
@@ -133,11 +135,17 @@ class JobStore:
         results = self.results_by_index(job_id, [int(i) for i in order])
         return [r for r in results if r is not None]
 
-    def list_jobs(self, owner: str, *, before: float | None, limit: int) -> list[Job]:
-        """The owner's jobs, newest first, created before ``before``; prunes expired ones."""
-        top = f"({before}" if before is not None else "+inf"
-        ids = cast(list[str], self.redis.zrevrangebyscore(
-            self.keys.owner_jobs(owner), top, "-inf", start=0, num=limit))
+    def list_jobs(self, owner: str, *, after: str | None, limit: int) -> list[Job] | None:
+        """The owner's jobs, newest first, after job ``after`` (None when ``after`` is not
+        one of theirs); prunes entries whose job has expired."""
+        key = self.keys.owner_jobs(owner)
+        start = 0
+        if after is not None:
+            rank = cast(int | None, self.redis.zrevrank(key, after))
+            if rank is None:
+                return None
+            start = rank + 1
+        ids = cast(list[str], self.redis.zrevrange(key, start, start + limit - 1))
         jobs, gone = [], []
         for job_id in ids:
             job = self.get(job_id)
@@ -146,7 +154,7 @@ class JobStore:
             else:
                 jobs.append(job)
         if gone:
-            self.redis.zrem(self.keys.owner_jobs(owner), *gone)
+            self.redis.zrem(key, *gone)
         return jobs
 
     # -- running ------------------------------------------------------------------------

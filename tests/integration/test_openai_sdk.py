@@ -65,7 +65,7 @@ def test_completions_and_moderations_are_routed(client: openai.OpenAI) -> None:
 
 def test_models_lists_the_groups(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids[:3] == ["gpt-a", "gpt-b", "slow"]
+    assert ids[:4] == ["gpt-a", "gpt-b", "slow", "slower"]
 
 
 def test_compare_returns_one_answer_per_model_in_order(client: openai.OpenAI) -> None:
@@ -151,4 +151,4 @@ def test_health_probes_every_deployment(gateway: GatewayProcess) -> None:
     body = httpx.get(f"{gateway.base_url}/health", timeout=30).json()
     unhealthy = {e["model_name"] for e in body["unhealthy_endpoints"]}
     assert unhealthy == {"broken", "wrong-key"}
-    assert body["healthy_count"] == len(body["healthy_endpoints"]) == 7
+    assert body["healthy_count"] == len(body["healthy_endpoints"]) == 8

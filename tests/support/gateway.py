@@ -28,6 +28,13 @@ def free_port() -> int:
         return port
 
 
+def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment without any BATCHGATE_* setting of the developer's, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
+    env.update(extra or {})
+    return env
+
+
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = READY_TIMEOUT) -> None:
     """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
     deadline = time.monotonic() + timeout
@@ -59,14 +66,16 @@ class GatewayProcess:
         self.log_path = folder / "gateway.log"
         args = [sys.executable, "-m", "batchgate", "up", "--host", "127.0.0.1",
                 "--port", str(self.port), "--num-workers", str(workers), *(extra_args or [])]
+        self.config_path: Path | None = None
         if isinstance(config, dict):
-            path = folder / "config.yaml"
-            path.write_text(yaml.safe_dump(config))
-            args += ["--config", str(path)]
+            self.config_path = folder / "config.yaml"
+            self.config_path.write_text(yaml.safe_dump(config))
         elif isinstance(config, Path):
-            args += ["--config", str(config)]
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHGATE_")}
-        full_env.update(env or {})
+            self.config_path = config
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
+        full_env = clean_env(env)
+        self.env = full_env
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
                                         env=full_env, start_new_session=True)
@@ -103,3 +112,36 @@ class GatewayProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class ServiceProcess:
+    """Another ``batchgate`` command (``worker``, ``beat``) sharing a gateway's config and env."""
+
+    def __init__(self, gateway: GatewayProcess, *command: str) -> None:
+        assert gateway.config_path is not None
+        self.log_path = gateway.log_path.with_name(f"{command[0]}-{free_port()}.log")
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "batchgate", *command, "--config", str(gateway.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=gateway.env, start_new_session=True)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the crash a drill simulates."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL; always reaps."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def log(self) -> str:
+        """What it printed so far."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
