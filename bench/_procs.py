@@ -354,6 +354,16 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def pids_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes (gone ones count 0)."""
+    total = 0.0
+    for pid in pids:
+        fields = _read_stat(pid)
+        if fields:
+            total += _cpu_seconds(fields)
+    return total
+
+
 def tree_cpu_by_role(root: int) -> dict[str, float]:
     """CPU seconds of the tree grouped by a short role label (depth + command), for diagnosis."""
     children = _children_map()
