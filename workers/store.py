@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any, cast
 
@@ -239,8 +239,3 @@ class JobStore:
             pipe.hdel(self.keys.job(job_id), "webhook_secret")
             pipe.zrem(self.keys.webhooks_due, job_id)
         pipe.execute()
-
-    def delete_everything(self, job_ids: Iterable[str]) -> None:
-        """Remove jobs entirely (tests and admin tooling)."""
-        for job_id in job_ids:
-            self.redis.delete(*self._job_keys(job_id)[:4])
