@@ -15,7 +15,7 @@ from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
 from workers.jobs import BULK_QUEUE, INTERACTIVE_QUEUE
-from workers.runtime import Runtime
+from workers.runtime import Runtime, redis_connections
 
 RECOVERY_INTERVAL = 2.0
 EXPIRY_INTERVAL = 5.0
@@ -37,6 +37,10 @@ def make_celery(runtime: Runtime) -> Celery:
             "visibility_timeout": visibility,
             "global_keyprefix": runtime.keys.celery,
             "queue_order_strategy": "priority",
+            # kombu's default is 10 connections; under the gevent pool every in-flight task
+            # acks on its own, and an exhausted pool drops the consumer's broker connection
+            # (measured: bench/queue_latency.py at c=32 stalled until this was sized).
+            "max_connections": redis_connections(settings),
         },
         task_queues=[Queue(INTERACTIVE_QUEUE), Queue(BULK_QUEUE)],  # type: ignore[no-untyped-call]
         task_default_queue=BULK_QUEUE,

@@ -14,7 +14,13 @@ from workers.store import JobStore
 from workers.upstream import UpstreamClient
 from workers.webhooks.secretbox import SecretBox
 
-REDIS_MAX_CONNECTIONS = 128
+REDIS_CONNECTION_MARGIN = 64
+REDIS_POOL_TIMEOUT = 20.0
+
+
+def redis_connections(settings: Settings) -> int:
+    """Connections one process may open to Redis: one per in-flight task, plus headroom."""
+    return settings.queue.worker_concurrency + REDIS_CONNECTION_MARGIN
 
 
 class QueueUnavailableError(BatchgateError):
@@ -37,9 +43,11 @@ class Runtime:
             raise QueueUnavailableError(
                 "The queue is not configured: set batchgate_settings.redis_url "
                 "(or BATCHGATE_REDIS_URL), or run `batchgate up`, which starts one.")
-        return redis.Redis.from_url(url, decode_responses=True,
-                                    max_connections=REDIS_MAX_CONNECTIONS,
-                                    health_check_interval=30)
+        # A blocking pool: a burst waits for a free connection instead of failing the task.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, decode_responses=True, max_connections=redis_connections(self.settings),
+            timeout=REDIS_POOL_TIMEOUT, health_check_interval=30)
+        return redis.Redis(connection_pool=pool)
 
     @cached_property
     def store(self) -> JobStore:
