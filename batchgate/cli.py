@@ -229,3 +229,13 @@ def fake_upstream(ctx: click.Context) -> None:
     from batchgate.fake_upstream.cli import fake_upstream_command
 
     fake_upstream_command.main(args=ctx.args, prog_name="batchgate fake-upstream")
+
+
+@main.command("test-async", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def test_async(ctx: click.Context) -> None:
+    """N concurrent queued requests polled to the end, like `litellm --test_async` (--help)."""
+    from batchgate.test_async import test_async_command
+
+    test_async_command.main(args=ctx.args, prog_name="batchgate test-async")

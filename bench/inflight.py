@@ -345,6 +345,7 @@ def build_report(scenarios: list[Scenario], settings: dict[str, Any]) -> dict[st
                     role: cpu * 1000 / s.items for role, cpu in s.cpu_by_role.items()
                 },
                 "target_met": in_flight.median >= TARGET_SUSTAINED_IN_FLIGHT,
+                "samples_s_in_flight": [[round(t, 3), n] for t, n in s.samples],
             }
         )
     return {"settings": settings, "scenarios": rows}

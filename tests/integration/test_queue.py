@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -279,3 +281,13 @@ def test_malformed_json_is_400_and_writes_nothing(api: httpx.Client,
     assert response.status_code == 400
     assert json.loads(response.text)["error"]["code"] == "invalid_json"
     assert keys_under(redis_client, prefix) == before
+
+
+def test_test_async_command_polls_every_request_to_the_end(
+        queue_gateway: GatewayProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "batchgate", "test-async", "--url", queue_gateway.base_url,
+         "--num-requests", "20", "--model", "gpt-a"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "succeeded 20, failed 0" in result.stdout
