@@ -132,8 +132,10 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
                 "--loglevel", "INFO"), env)
             stack.callback(stop, worker)
         if queue_workers:
-            # Celery's embedded beat (-B) does not run under the gevent pool: its own process.
-            schedule = Path(tempfile.gettempdir()) / f"batchgate-beat-{os.getpid()}"
+            # Celery's embedded beat (-B) does not run under the gevent pool: its own process,
+            # with its schedule file in a folder removed on exit.
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="batchgate-beat-"))
+            schedule = Path(folder) / "schedule"
             beat = spawn(celery_args("beat", "--loglevel", "WARNING", "-s", str(schedule)), env)
             stack.callback(stop, beat)
         yield

@@ -166,7 +166,9 @@ def _servers(args: argparse.Namespace) -> Iterator[list[BenchPath]]:
         upstream = start_fake_upstream(log_dir)
         stack.callback(stop, upstream)
         config = write_proxy_config(log_dir / "config.yaml", upstream.base_url)
-        gateway = start_batchgate(config, log_dir, workers=args.workers)
+        # The synchronous path only: no Celery worker whose start-up would count as proxy CPU.
+        gateway = start_batchgate(config, log_dir, workers=args.workers,
+                                  extra_args=["--queue-workers", "0"])
         stack.callback(stop, gateway)
         paths = [
             BenchPath("direct-A", _target(upstream), upstream),

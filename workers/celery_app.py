@@ -50,7 +50,11 @@ def make_celery(runtime: Runtime) -> Celery:
         task_ignore_result=True,
         task_serializer="json",
         accept_content=["json"],
-        worker_prefetch_multiplier=1,
+        # 2 x concurrency reserved: with 1, one-item tasks ran stop-and-go (the consumer
+        # fetched only after its slots drained): bench/inflight.py --singles, 124 -> 208
+        # sustained in flight. Reserved-but-unstarted chunks of a dead worker come back
+        # through their leases.
+        worker_prefetch_multiplier=2,
         worker_concurrency=settings.queue.worker_concurrency,
         worker_hijack_root_logger=False,
         beat_schedule={
