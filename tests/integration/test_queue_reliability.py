@@ -58,6 +58,16 @@ class Receiver:
         self.server.server_close()
 
 
+def webhook_state(api: httpx.Client, job_id: str, until: str) -> dict[str, Any]:
+    """The job's webhook state once it reaches ``until`` (or as it is after ~5 s)."""
+    for _ in range(50):
+        state: dict[str, Any] = api.get(f"/queue/response/{job_id}").json()["webhook"]
+        if state["state"] == until:
+            break
+        time.sleep(0.1)
+    return state
+
+
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
@@ -78,11 +88,7 @@ def test_webhook_is_signed_and_verifies_with_the_standard_library(
     assert payload["type"] == "job.completed"
     assert payload["data"] == {"id": job["id"], "status": "completed", "request_counts": {
         "total": 1, "completed": 1, "failed": 0, "cancelled": 0, "expired": 0}}
-    for _ in range(50):
-        state = api.get(f"/queue/response/{job['id']}").json()["webhook"]
-        if state["state"] == "delivered":
-            break
-        time.sleep(0.1)
+    state = webhook_state(api, job["id"], "delivered")
     assert state["state"] == "delivered"
     assert state["attempts"] == 1
     assert state["url_host"] == "127.0.0.1"
@@ -110,11 +116,7 @@ def test_failed_webhook_deliveries_are_retried_with_the_same_message_id(
         assert len(ids) == 1
         for headers, body in receiver.requests:
             Webhook(secret).verify(body, headers)
-        for _ in range(50):
-            state = api.get(f"/queue/response/{job['id']}").json()["webhook"]
-            if state["state"] == "delivered":
-                break
-            time.sleep(0.1)
+        state = webhook_state(api, job["id"], "delivered")
         assert state["state"] == "delivered"
         assert state["attempts"] == 3
     finally:
@@ -127,11 +129,7 @@ def test_webhook_gives_up_on_410(api: httpx.Client) -> None:
         job = submit(api, {"model": "gpt-a", "messages": HELLO,
                            "webhook": {"url": receiver.url}})
         receiver.wait_for(1)
-        for _ in range(50):
-            state = api.get(f"/queue/response/{job['id']}").json()["webhook"]
-            if state["state"] == "failed":
-                break
-            time.sleep(0.1)
+        state = webhook_state(api, job["id"], "failed")
         assert state["state"] == "failed"
         assert state["last_status"] == 410
         time.sleep(1.5)
