@@ -22,14 +22,12 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -47,6 +45,7 @@ from _procs import (
     stop,
     write_proxy_config,
 )
+from _run import measured, publish, stop_on_signals
 from _stats import fmt, format_table, summarize_samples
 
 from config.settings import DEFAULT_CHUNK_SIZE, DEFAULT_WORKER_CONCURRENCY
@@ -110,11 +109,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run every scenario; 0 if every item completed, 1 if not, 2 if a server did not start."""
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    stop_on_signals()
     load_before = os.getloadavg()[0]
     scenarios: list[Scenario] = []
-    try:
+    def run() -> None:
         with contextlib.ExitStack() as stack:
             log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -129,22 +127,12 @@ def main(argv: list[str] | None = None) -> int:
                         asyncio.run(_measure(scenario, upstream, gateway, args))
                         _progress(scenario)
                         scenarios.append(scenario)
-    except StartupError as exc:
-        print(f"benchmark could not start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+
+    if (code := measured(run)) is not None:
+        return code
     report = build_report(scenarios, _settings(args, load_before))
-    print(render_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    publish(report, render_report(report), args.json)
     return 1 if any(s["failed"] or s["errors"] for s in report["scenarios"]) else 0
-
-
-def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
-    signal.raise_signal(signal.SIGINT)
 
 
 @contextlib.contextmanager

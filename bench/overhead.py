@@ -17,14 +17,12 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 
 from _load import LoadResult, Target, run_phase
 from _overhead_report import PathResult, build_report, render_report
@@ -38,6 +36,7 @@ from _procs import (
     tree_cpu_by_role,
     write_proxy_config,
 )
+from _run import measured, publish, stop_on_signals
 
 DEFAULT_REQUESTS = 2000
 DEFAULT_WARMUP = 100
@@ -116,11 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 0 if every measured request succeeded, 1 if any failed."""
     args = parse_args(argv)
-    # Ctrl-C must stop us even when a shell started us in the background with SIGINT ignored;
-    # `kill` (SIGTERM) is turned into the same SIGINT, so asyncio.run cancels the phase cleanly
-    # and the servers are stopped on the way out.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    stop_on_signals()
     peer_version = None
     load_before = os.getloadavg()[0]
     if args.peer == "litellm":
@@ -133,28 +128,21 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--peer litellm unavailable: {exc}", file=sys.stderr)
             return 2
         peer_version = peer_version_of()
-    try:
-        with _servers(args) as paths:
-            _smoke_test(paths)
-            _run_rounds(paths, args)
-    except StartupError as exc:
-        print(f"benchmark could not start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+    paths: list[BenchPath] = []
+
+    def run() -> None:
+        with _servers(args) as started:
+            paths.extend(started)
+            _smoke_test(started)
+            _run_rounds(started, args)
+
+    if (code := measured(run)) is not None:
+        return code
     report = build_report(
         {p.key: p.results for p in paths}, settings=_settings(args, peer_version, load_before)
     )
-    print(render_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-        print(f"\nwrote {args.json}")
+    publish(report, render_report(report), args.json)
     return 1 if report["errors_total"] else 0
-
-
-def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
-    signal.raise_signal(signal.SIGINT)
 
 
 @contextlib.contextmanager

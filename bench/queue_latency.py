@@ -21,13 +21,11 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from _load import LoadResult, Target, run_phase, run_queue_phase
@@ -44,6 +42,7 @@ from _procs import (
     tree_cpu_seconds,
     write_proxy_config,
 )
+from _run import measured, publish, stop_on_signals
 from _stats import fmt, format_table, summarize
 
 DEFAULT_REQUESTS = 300
@@ -92,30 +91,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 if every measured request succeeded, 1 if not, 2 if no start."""
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+    stop_on_signals()
     load_before = os.getloadavg()[0]
     results: dict[str, dict[int, PathResult]] = {path: {} for path in PATHS}
-    try:
+    def run() -> None:
         with _servers(args) as servers:
             _smoke_test(servers)
             _run_rounds(servers, args, results)
-    except StartupError as exc:
-        print(f"benchmark could not start: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
+
+    if (code := measured(run)) is not None:
+        return code
     report = build_report(results, _settings(args, load_before))
-    print(render_report(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"\nwrote {args.json}")
+    publish(report, render_report(report), args.json)
     return 1 if report["errors_total"] else 0
-
-
-def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
-    signal.raise_signal(signal.SIGINT)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,49 @@
+"""The shell every benchmark's main() shares: signals, exit codes, publishing the report."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from _procs import StartupError
+
+EXIT_NO_START = 2
+EXIT_INTERRUPTED = 130
+
+
+def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
+    signal.raise_signal(signal.SIGINT)
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C stops us even when a shell started us in the background with SIGINT ignored;
+    `kill` (SIGTERM) becomes the same SIGINT, so asyncio.run cancels the phase cleanly and
+    the servers are stopped on the way out."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+
+
+def measured(run: Callable[[], None]) -> int | None:
+    """Run the measuring part: None when it finished, else the exit code to return."""
+    try:
+        run()
+    except StartupError as exc:
+        print(f"benchmark could not start: {exc}", file=sys.stderr)
+        return EXIT_NO_START
+    except KeyboardInterrupt:
+        print("interrupted; servers stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return None
+
+
+def publish(report: dict[str, Any], rendered: str, json_path: Path | None) -> None:
+    """Print the report, and write it as JSON when asked."""
+    print(rendered)
+    if json_path:
+        json_path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nwrote {json_path}")
