@@ -51,6 +51,22 @@ def wait_http(url: str, process: subprocess.Popen[bytes], timeout: float = READY
     raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
+def stop_group(process: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """Stop a child started with its own session, and everything under it: SIGTERM, then
+    SIGKILL after ``grace`` seconds (at once when ``grace`` is 0); always reaps."""
+    if process.poll() is not None:
+        return
+    if grace > 0:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 class GatewayProcess:
     """``batchgate up`` on a free port with a config written from a dict (or a file).
 
@@ -91,14 +107,8 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        """Stop gunicorn (and any demo upstream it started); always reaps."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        """Stop gunicorn (and everything it started); always reaps."""
+        stop_group(self.process)
         self._log.close()
 
     def close(self) -> None:
@@ -127,18 +137,11 @@ class ServiceProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole process group: the crash a drill simulates."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, grace=0)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL; always reaps."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_group(self.process)
         self._log.close()
 
     def log(self) -> str:
