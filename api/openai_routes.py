@@ -17,10 +17,17 @@ from flask import Blueprint, Response, current_app, request
 
 from api.schemas import SCHEMAS
 from batchgate.errors import BatchgateError, RequestError
-from workers.gateway import Answer, Gateway
+from workers.answers import Answer
+from workers.gateway import Gateway
 from workers.upstream import UpstreamStream
 
 bp = Blueprint("openai", __name__)
+
+TIMEOUT_HEADER = "x-litellm-timeout"
+MAX_CALLER_TIMEOUT = 3600.0
+CALLER_TIMEOUT_SHARE = 0.9
+"""Of the caller's timeout, the share batchgate may spend waiting: the answer must arrive
+before the caller gives up."""
 
 _BAD_JSON = ("We could not parse the JSON body of your request. The body must be a JSON "
              "object, sent with 'Content-Type: application/json'.")
@@ -59,6 +66,7 @@ def _headers(answers: list[Answer], start: float) -> dict[str, str]:
 
 def _single(answer: Answer, start: float) -> Response:
     headers = {k: v for k, v in answer.headers.items() if k != "content-type"}
+    headers.update(answer.routing_headers)
     headers.update(_headers([answer], start))
     return Response(answer.body, status=answer.status, headers=headers,
                     content_type=answer.headers.get("content-type", "application/json"))
@@ -97,6 +105,7 @@ def _stream(stream: UpstreamStream, start: float) -> Response:
     answer = Answer(stream.deployment.model_name, stream.status, b"", stream.headers,
                     stream.deployment, stream.elapsed)
     headers = {k: v for k, v in stream.headers.items() if k != "content-type"}
+    headers.update(stream.routing_headers)
     headers.update(_headers([answer], start))
     headers.update({"cache-control": "no-cache", "x-accel-buffering": "no"})
     response = Response(relay(), status=stream.status, headers=headers,
@@ -105,10 +114,30 @@ def _stream(stream: UpstreamStream, start: float) -> Response:
     return response
 
 
+def caller_timeout(body: dict[str, Any]) -> float | None:
+    """How long the caller will wait, when it says: LiteLLM's ``timeout`` body field (taken
+    out of the body) or ``x-litellm-timeout`` header. Waits for room and retries stay within
+    it, so the caller hears a 429 with ``Retry-After`` instead of timing out."""
+    raw = body.pop("timeout", None)
+    if raw is None:
+        raw = request.headers.get(TIMEOUT_HEADER)
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except (TypeError, ValueError):
+        raise RequestError("'timeout' must be a number of seconds", param="timeout") from None
+    if isinstance(raw, bool) or not 0 < seconds <= MAX_CALLER_TIMEOUT:
+        raise RequestError(f"'timeout' must be between 0 and {MAX_CALLER_TIMEOUT:.0f} seconds",
+                           param="timeout")
+    return seconds * CALLER_TIMEOUT_SHARE
+
+
 def proxy(endpoint: str) -> Response:
     """Validate the body, route it to its model group(s), answer like OpenAI would."""
     start = time.perf_counter()
     body = read_json_object()
+    timeout = caller_timeout(body)
     loaded = SCHEMAS[endpoint].load(body)
     gw = gateway()
     groups = gw.resolve(loaded["model"])
@@ -116,13 +145,13 @@ def proxy(endpoint: str) -> Response:
         if body.get("stream") is True:
             raise RequestError("'stream': true cannot be combined with several models",
                                param="stream")
-        return _many(gw.complete_many(groups, endpoint, body), start)
+        return _many(gw.complete_many(groups, endpoint, body, timeout), start)
     if body.get("stream") is True:
-        result = gw.open_stream(groups[0], endpoint, body)
+        result = gw.open_stream(groups[0], endpoint, body, timeout)
         if isinstance(result, UpstreamStream):
             return _stream(result, start)
         return _single(result, start)
-    return _single(gw.complete(groups[0], endpoint, body), start)
+    return _single(gw.complete(groups[0], endpoint, body, timeout), start)
 
 
 def _route(endpoint: str) -> None:

@@ -15,12 +15,13 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from _procs import StartupError
 
 DEFAULT_REQUEST_TIMEOUT_S = 30.0
 DEFAULT_PHASE_DEADLINE_S = 600.0
@@ -310,3 +311,33 @@ def _record_error(result: LoadResult, outcome: str, sample: str) -> None:
 def _delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     # A counter absent before (a process born mid-phase) started from zero.
     return {key: value - before.get(key, 0.0) for key, value in after.items()}
+
+
+async def batch_results(
+    session: aiohttp.ClientSession, job_url: str, page: int = 1000
+) -> AsyncIterator[dict[str, Any]]:
+    """Every result of a batch job, in input order (`?order=input`), `page` per request."""
+    after = -1
+    while True:
+        params = {"order": "input", "after": str(after), "limit": str(page)}
+        async with session.get(job_url, params=params) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise JobPollError(f"read HTTP {response.status}: {raw[:ERROR_SAMPLE_CHARS]!r}")
+        body = json.loads(raw)
+        for entry in body.get("data", []):
+            yield entry
+        if not body.get("has_more") or body.get("next_after") is None:
+            return
+        after = body["next_after"]
+
+
+def warm_up_queue(gateway_url: str, body: Mapping[str, Any], timeout_s: float = 60.0) -> None:
+    """Send one queued job and insist it completes: the first also waits for Celery to start.
+
+    Raises `StartupError` (exit code 2 through `_run.measured`) when it does not.
+    """
+    target = Target(gateway_url + "/queue/requests", json.dumps(body).encode())
+    result = run_queue_phase(target, requests=1, concurrency=1, job_timeout_s=timeout_s)
+    if result.errors or result.unsent:
+        raise StartupError(f"the first queued job failed: {result.error_samples}")

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 DEFAULT_READY_TIMEOUT_S = 30.0
 DEFAULT_STOP_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.05
@@ -250,6 +252,64 @@ def write_proxy_config(
         text += "batchgate_settings:\n" + "\n".join(lines) + "\n"
     path.write_text(text)
     return path
+
+
+def deployment(
+    group: str,
+    upstream_model: str,
+    upstream_base_url: str,
+    *,
+    model_info: Mapping[str, Any] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """One `model_list` entry: group `group` served by `upstream_model` on the fake upstream.
+
+    `params` become extra `litellm_params` (rpm, tpm, max_parallel_requests, ...); `model_info`
+    holds the rest (an `id`, per-request sizes such as `max_inputs_per_request`).
+    """
+    litellm_params = {
+        "model": f"openai/{upstream_model}",
+        "api_base": f"{upstream_base_url}/v1",
+        "api_key": "None",
+        **params,
+    }
+    entry: dict[str, Any] = {"model_name": group, "litellm_params": litellm_params}
+    if model_info:
+        entry["model_info"] = dict(model_info)
+    return entry
+
+
+def write_gateway_config(
+    path: Path,
+    deployments: Sequence[Mapping[str, Any]],
+    *,
+    router_settings: Mapping[str, Any] | None = None,
+    batchgate_settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a LiteLLM-style config.yaml with several deployments (see `deployment`)."""
+    data: dict[str, Any] = {"model_list": [dict(d) for d in deployments]}
+    if router_settings:
+        data["router_settings"] = dict(router_settings)
+    if batchgate_settings:
+        data["batchgate_settings"] = dict(batchgate_settings)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def upstream_stats(upstream: ManagedProcess, *, log: bool = True) -> dict[str, Any]:
+    """The fake upstream's `GET /_stats` (`log=False`: counters only, no request log)."""
+    url = f"{upstream.base_url}/_stats{'' if log else '?log=0'}"
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (loopback)
+        stats: dict[str, Any] = json.loads(response.read())
+    return stats
+
+
+def reset_upstream(upstream: ManagedProcess) -> None:
+    """`POST /_reset`: forget the fake upstream's counters, rate-limit windows and log."""
+    url = f"{upstream.base_url}/_reset"
+    request = urllib.request.Request(url, data=b"", method="POST")  # noqa: S310 (loopback)
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310 (loopback)
+        pass
 
 
 def private_queue_env(base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import signal
 import sys
 from collections.abc import Callable
@@ -45,5 +47,21 @@ def publish(report: dict[str, Any], rendered: str, json_path: Path | None) -> No
     """Print the report, and write it as JSON when asked."""
     print(rendered)
     if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nwrote {json_path}")
+
+
+def results_path(name: str, quick: bool = False) -> Path:
+    """The default JSON file of a benchmark: bench/results/<name>[-quick].json (git-ignored)."""
+    return Path(__file__).parent / "results" / f"{name}{'-quick' if quick else ''}.json"
+
+
+def machine_settings(load_before: float) -> dict[str, Any]:
+    """What every report records about the run: CPUs, load before/after, Python, command."""
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "python": platform.python_version(),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }

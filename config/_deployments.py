@@ -41,9 +41,11 @@ PROVIDER_HINT = ("supported prefixes: openai/, azure/, hosted_vllm/, ollama/ "
 ENTRY_KEYS = ("model_name", "litellm_params", "model_info", "rpm", "tpm",
               "max_parallel_requests")
 LIMIT_KEYS = ("rpm", "tpm", "max_parallel_requests")
+SIZE_KEYS = ("max_input_tokens", "max_inputs_per_request", "max_tokens_per_request")
+"""Per-request size limits, read from ``model_info`` or ``litellm_params`` (which wins)."""
 PARAM_KEYS = frozenset({
     "model", "api_base", "base_url", "api_key", "api_version", "timeout", "rpm", "tpm",
-    "max_parallel_requests", "weight", "order", "custom_llm_provider",
+    "max_parallel_requests", "weight", "order", "custom_llm_provider", *SIZE_KEYS,
 })
 REQUEST_PARAMS = frozenset({
     "temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
@@ -107,6 +109,8 @@ def _parse_entry(scope: Scope, item: Any,
     api_version = _api_version(params, provider)
     api_key = _api_key(params, provider, api_base)
     model_info = to_mapping(scope, "model_info", entry.data.get("model_info"))
+    sizes = {key: _size(Section(scope, model_info, env, "model_info"), params, key)
+             for key in SIZE_KEYS}
     weight = params.get_float("weight", positive=True)
     rpm, tpm, max_parallel = (_limit(entry, params, key) for key in LIMIT_KEYS)
     deployment = Deployment(
@@ -116,7 +120,7 @@ def _parse_entry(scope: Scope, item: Any,
         rpm=rpm, tpm=tpm, max_parallel_requests=max_parallel,
         weight=1.0 if weight is None else weight,
         order=params.get_int("order", minimum=1),
-        model_info=model_info, default_params=_default_params(params),
+        model_info=model_info, default_params=_default_params(params), **sizes,
     )
     return _explicit_id(scope, model_info), deployment
 
@@ -208,6 +212,16 @@ def _limit(entry: Section, params: Section, key: str) -> int | None:
     if on_entry is not None and in_params is not None and on_entry != in_params:
         entry.scope.note(f"ignored: litellm_params.{key} is also set and wins", key)
     return in_params if in_params is not None else on_entry
+
+
+def _size(info: Section, params: Section, key: str) -> int | None:
+    """A per-request size limit: in litellm_params, else in model_info (LiteLLM's home for
+    ``max_input_tokens``). Positive: a limit of 0 would fail every request."""
+    in_info = info.get_int(key, minimum=1)
+    in_params = params.get_int(key, minimum=1)
+    if in_info is not None and in_params is not None and in_info != in_params:
+        info.scope.note(f"ignored: litellm_params.{key} is also set and wins", info.path(key))
+    return in_params if in_params is not None else in_info
 
 
 def _default_params(params: Section) -> dict[str, Any]:

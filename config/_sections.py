@@ -5,7 +5,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
-from config._fields import Scope, Section, check_keys, describe, to_bool, to_mapping, to_str_list
+from config._fields import (
+    Scope,
+    Section,
+    check_keys,
+    describe,
+    join,
+    to_bool,
+    to_int,
+    to_mapping,
+    to_str_list,
+)
 from config._queue import QUEUE_KEYS
 from config.settings import (
     DEFAULT_ALLOWED_FAILS,
@@ -13,11 +23,13 @@ from config.settings import (
     DEFAULT_COOLDOWN_TIME,
     DEFAULT_HOST,
     DEFAULT_KEY_PREFIX,
+    DEFAULT_MAX_FALLBACKS,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_NUM_RETRIES,
     DEFAULT_PORT,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_ROUTING_STRATEGY,
+    RETRY_POLICY_KEYS,
     GeneralSettings,
     LiteLLMSettings,
     RouterSettings,
@@ -29,16 +41,16 @@ ROUTING_STRATEGIES = ("simple-shuffle", "least-busy", "usage-based-routing",
 FALLBACK_KEYS = ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")
 ROUTER_KEYS = ("routing_strategy", "num_retries", "timeout", *FALLBACK_KEYS,
                "default_fallbacks", "allowed_fails", "cooldown_time", "retry_after",
-               "model_group_alias")
+               "model_group_alias", "retry_policy", "model_group_retry_policy", "max_fallbacks",
+               "disable_cooldowns")
 ROUTER_IGNORED = frozenset({
     "redis_host", "redis_port", "redis_password", "redis_url", "cache_responses",
     "cache_kwargs", "enable_pre_call_checks", "optional_pre_call_checks", "routing_strategy_args",
-    "model_group_retry_policy", "retry_policy", "allowed_fails_policy", "disable_cooldowns",
-    "provider_budget_config", "enable_tag_filtering", "tag_filtering_match_any", "set_verbose",
-    "debug_level", "max_fallbacks", "polling_interval", "default_litellm_params",
-    "default_max_parallel_requests", "default_priority", "client_ttl", "stream_timeout",
-    "enable_loadbalancing_on_batch_endpoints", "router_general_settings", "alerting_config",
-    "assistants_config", "search_tools",
+    "allowed_fails_policy", "provider_budget_config", "enable_tag_filtering",
+    "tag_filtering_match_any", "set_verbose", "debug_level", "polling_interval",
+    "default_litellm_params", "default_max_parallel_requests", "default_priority", "client_ttl",
+    "stream_timeout", "enable_loadbalancing_on_batch_endpoints", "router_general_settings",
+    "alerting_config", "assistants_config", "search_tools",
 })
 # LiteLLM also reads these under litellm_settings; router_settings wins when both are given.
 LITELLM_ROUTER_KEYS = ("num_retries", *FALLBACK_KEYS, "default_fallbacks")
@@ -97,6 +109,10 @@ def parse_router(router: Section, litellm: Section, groups: Collection[str]) -> 
         cooldown_time=_or(router.get_float("cooldown_time"), DEFAULT_COOLDOWN_TIME),
         retry_after=_or(router.get_float("retry_after"), 0.0),
         model_group_alias=aliases,
+        retry_policy=_retry_policy(router.scope, "retry_policy", router.get("retry_policy")),
+        model_group_retry_policy=_group_retry_policies(router, known),
+        max_fallbacks=_or(router.get_int("max_fallbacks"), DEFAULT_MAX_FALLBACKS),
+        disable_cooldowns=_or(router.get_bool("disable_cooldowns"), False),
         **fallbacks,
     )
 
@@ -170,6 +186,31 @@ def _aliases(router: Section, groups: Collection[str]) -> dict[str, str]:
             scope.note(f"alias shadows the model group {alias!r}, which wins",
                        f"model_group_alias.{alias}")
         out[alias] = target
+    return out
+
+
+def _retry_policy(scope: Scope, path: str, raw: Any) -> dict[str, int]:
+    """LiteLLM's ``RetryPolicy``: ``{RateLimitErrorRetries: 3, ...}``, counts >= 0."""
+    policy = to_mapping(scope, path, raw)
+    check_keys(scope, path, policy, known=RETRY_POLICY_KEYS, strict=True)
+    out = {}
+    for key, value in policy.items():
+        if value is not None:  # null: not set, as in LiteLLM's Optional fields
+            out[key] = to_int(scope, join(path, key), value)
+    return out
+
+
+def _group_retry_policies(router: Section,
+                          known: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """``model_group_retry_policy``: group (or alias) -> its own retry policy."""
+    key = "model_group_retry_policy"
+    out: dict[str, dict[str, int]] = {}
+    for name, raw in to_mapping(router.scope, key, router.get(key)).items():
+        path = join(key, name)
+        group = _group(router, path, name, known)
+        if group in out:
+            raise router.scope.error(f"a retry policy for {group!r} is given twice", path)
+        out[group] = _retry_policy(router.scope, path, raw)
     return out
 
 

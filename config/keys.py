@@ -1,25 +1,39 @@
 """Every Redis key batchgate writes is built here, and nowhere else.
 
 Schema (``P`` = ``batchgate_settings.key_prefix``, default ``batchgate``; a job's own keys
-share the hash tag ``{<job id>}`` so they live in one Redis Cluster slot)::
+share the hash tag ``{<job id>}``, a deployment's budget keys the tag ``{<deployment id>}``, so
+each group lives in one Redis Cluster slot)::
 
     P:job:{J}                 hash    the job record: kind, status, counts, timestamps,
                                       webhook state (its secret only ever Fernet-encrypted)
     P:job:{J}:items           hash    item index -> item JSON {custom_id, model, body}
     P:job:{J}:results         hash    item index -> result JSON, written once (HSETNX)
     P:job:{J}:done            list    item indexes in the order they finished
+    P:job:{J}:attempts        hash    item index -> JSON routing state of an item being retried
     P:job:{J}:events          pub/sub channel (not a key): item and job events
     P:jobs:owner:{O}          zset    job ids of owner O by creation time (listing)
     P:jobs:active             zset    job id -> deadline (completion window) while running
     P:leases                  zset    "J|start|stop" chunk -> lease deadline (recovery)
     P:webhooks:due            zset    job id -> when its next delivery attempt is due
     P:idem:{O}:{digest}       string  "job id|body digest" for an Idempotency-Key
+    P:dep:{D}:window          hash    bucket number -> "requests tokens" granted in that bucket
+                                      (rpm/tpm sliding window of deployment D; ~242 fields)
+    P:dep:{D}:inflight        zset    reservation -> lease deadline (parallel requests)
+    P:dep:{D}:state           hash    blocked_until, fails (cooldown), learned (AIMD), cut_at,
+                                      latency, upstream signals, interactive_until
     P:celery:...              Celery's own broker keys (kombu ``global_keyprefix``)
 
 TTL policy:
 
 - A job's own keys (record, items, results, done) have no TTL while the job runs; when it
   ends, the script that ends it sets ``job_ttl`` (default 7 days) on all four at once.
+- A job's ``attempts`` hash lives only as long as the job: it must get the same ``job_ttl``
+  as the four keys above when the job ends.
+- A deployment's budget keys get a TTL refreshed by every script that writes them: the
+  window the window plus its margin and one bucket (62 s, after which every bucket in it has
+  stopped counting), inflight the longest lease handed out, state
+  :data:`DEPLOYMENT_STATE_TTL` (a day, or longer while a block lasts longer): an idle
+  deployment leaves nothing behind, and forgets what it learned after a quiet day.
 - Idempotency keys expire after :data:`IDEMPOTENCY_TTL` (24 h, as OpenAI keeps them).
 - The index sets (``jobs:owner``, ``jobs:active``, ``leases``, ``webhooks:due``) carry no TTL:
   members leave when their work ends, and listing prunes owner entries whose job expired.
@@ -30,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IDEMPOTENCY_TTL = 24 * 3600
+DEPLOYMENT_STATE_TTL = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,10 @@ class Keys:
         """The job's pub/sub channel."""
         return f"{self.job(job_id)}:events"
 
+    def attempts(self, job_id: str) -> str:
+        """Item index -> JSON routing state of an item being retried (hash)."""
+        return f"{self.job(job_id)}:attempts"
+
     def owner_jobs(self, owner: str) -> str:
         """Job ids of one owner by creation time (zset)."""
         return f"{self.prefix}:jobs:owner:{owner}"
@@ -80,6 +99,22 @@ class Keys:
     def idempotency(self, owner: str, digest: str) -> str:
         """One Idempotency-Key of one owner (string)."""
         return f"{self.prefix}:idem:{owner}:{digest}"
+
+    def deployment(self, deployment_id: str) -> str:
+        """The common stem of one deployment's budget keys (not a key itself)."""
+        return f"{self.prefix}:dep:{{{deployment_id}}}"
+
+    def deployment_window(self, deployment_id: str) -> str:
+        """Bucket -> "requests tokens" of one deployment's sliding window (hash)."""
+        return f"{self.deployment(deployment_id)}:window"
+
+    def deployment_inflight(self, deployment_id: str) -> str:
+        """Reservation -> lease deadline of one deployment's in-flight grants (zset)."""
+        return f"{self.deployment(deployment_id)}:inflight"
+
+    def deployment_state(self, deployment_id: str) -> str:
+        """One deployment's blocks, learned limits and upstream signals (hash)."""
+        return f"{self.deployment(deployment_id)}:state"
 
     @property
     def celery(self) -> str:

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_ROUTING_STRATEGY = "simple-shuffle"
-DEFAULT_NUM_RETRIES = 0
+DEFAULT_NUM_RETRIES = 2
+"""LiteLLM Router's default, and the OpenAI SDK's ``DEFAULT_MAX_RETRIES``."""
+DEFAULT_MAX_FALLBACKS = 5
+"""LiteLLM's ``max_fallbacks``: fallback groups tried at most, per request."""
 DEFAULT_ALLOWED_FAILS = 3
 DEFAULT_COOLDOWN_TIME = 5.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
@@ -35,6 +38,11 @@ DEFAULT_MAX_WAIT = 60.0
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_LEASE_MARGIN = 30.0
+
+RETRY_POLICY_KEYS = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "TimeoutErrorRetries",
+                     "RateLimitErrorRetries", "ContentPolicyViolationErrorRetries",
+                     "InternalServerErrorRetries")
+"""LiteLLM's ``RetryPolicy`` fields: retries per kind of failure."""
 
 ENDPOINTS = ("chat/completions", "completions", "embeddings", "moderations")
 """Upstream endpoints batchgate routes, relative to a deployment's OpenAI-style base URL."""
@@ -99,6 +107,16 @@ class Deployment:
     default_params: Mapping[str, Any] = field(default_factory=dict)
     """OpenAI request params from ``litellm_params`` (e.g. ``temperature``) applied when the
     caller did not set them."""
+    max_input_tokens: int | None = None
+    """LiteLLM's ``max_input_tokens`` (``model_info`` or ``litellm_params``, which wins): the
+    longest single input (a prompt, or one embeddings input) the model takes; ``None`` when
+    not declared."""
+    max_inputs_per_request: int | None = None
+    """batchgate's own key (same places): the most embeddings inputs one upstream request may
+    carry when packing; ``None`` means OpenAI's limit."""
+    max_tokens_per_request: int | None = None
+    """batchgate's own key (same places): the most input tokens one upstream embeddings
+    request may carry when packing; ``None`` means OpenAI's limit."""
 
     def url(self, endpoint: str) -> str:
         """The full upstream URL for ``endpoint`` (one of :data:`ENDPOINTS`)."""
@@ -144,6 +162,13 @@ class RouterSettings:
     cooldown_time: float = DEFAULT_COOLDOWN_TIME
     retry_after: float = 0.0
     model_group_alias: Mapping[str, str] = field(default_factory=dict)
+    retry_policy: Mapping[str, int] = field(default_factory=dict)
+    """Retries per kind of failure, keyed by :data:`RETRY_POLICY_KEYS`; unset kinds use
+    ``num_retries`` (transient ones) or 0."""
+    model_group_retry_policy: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """A group's own retry policy, replacing ``retry_policy`` for that group (as in LiteLLM)."""
+    max_fallbacks: int = DEFAULT_MAX_FALLBACKS
+    disable_cooldowns: bool = False
 
 
 @dataclass(frozen=True)

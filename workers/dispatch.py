@@ -49,10 +49,13 @@ class Dispatcher:
                                   queue=job.get("queue") or INTERACTIVE_QUEUE)
         return len(chunks)
 
-    def resend(self, job: Job, start: int, stop: int) -> None:
-        """Send one chunk again (its lease ran out)."""
-        self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop],
-                              queue=job.get("queue") or INTERACTIVE_QUEUE)
+    def resend(self, job: Job, start: int, stop: int, *, countdown: float = 0.0) -> None:
+        """Send one chunk again: its lease ran out, or its items wait ``countdown`` seconds
+        (for room in a budget, or before a retry)."""
+        options: dict[str, Any] = {"queue": job.get("queue") or INTERACTIVE_QUEUE}
+        if countdown > 0:
+            options["countdown"] = countdown
+        self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop], **options)
 
     def webhooks(self) -> int:
         """Send a delivery task for every job whose webhook is due (claimed atomically, so two

@@ -1,47 +1,25 @@
-"""Running one chunk of a job: each item once, its result recorded exactly once.
+"""Running one chunk of a job: each item's result recorded exactly once.
 
-A chunk may run more than once (a worker died, a lease ran out): items that already have a
-result are skipped, and the store's write-once result makes a late duplicate harmless.
+A chunk may run more than once (a worker died, a lease ran out, its items had to wait):
+items that already have a result are skipped, and the store's write-once result makes a late
+duplicate harmless. Items that must wait (no room in any deployment's budget, or a retry's
+delay) go back to the broker as the same chunk with a countdown; their journeys are saved so
+the retry and fallback counts carry over.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from typing import Any
 
-from batchgate.errors import BatchgateError
+from schedulers.journey import Journey
+from schedulers.state import Priority
 from workers.dispatch import Dispatcher
-from workers.gateway import Gateway
-from workers.jobs import ENDED, Item, JobStatus, Outcome, item_result, stopped_error
+from workers.items import Finished, ItemRunner, stopped
+from workers.jobs import ENDED, INTERACTIVE_QUEUE, JobStatus
 from workers.store import lease_member
 
 log = logging.getLogger(__name__)
-
-
-def execute_item(gateway: Gateway, endpoint: str, item: Item) -> tuple[Outcome, str]:
-    """Call the upstream for one item; the outcome and the result to store."""
-    try:
-        answer = gateway.complete(item.model, endpoint, item.body)
-    except BatchgateError as exc:
-        return Outcome.FAILED, item_result(item, Outcome.FAILED, status_code=exc.status,
-                                           error=exc.envelope()["error"],
-                                           finished_at=time.time())
-    deployment = answer.deployment.id if answer.deployment else None
-    try:
-        body: Any = json.loads(answer.body)
-    except ValueError:
-        body = {"error": {"message": answer.body[:500].decode("utf-8", "replace"),
-                          "type": "upstream_error", "param": None, "code": None}}
-    if answer.ok:
-        return Outcome.COMPLETED, item_result(item, Outcome.COMPLETED, status_code=answer.status,
-                                              body=body, deployment=deployment,
-                                              finished_at=time.time())
-    error = body.get("error") if isinstance(body, dict) else None
-    return Outcome.FAILED, item_result(item, Outcome.FAILED, status_code=answer.status,
-                                       error=error or {"message": str(body)},
-                                       deployment=deployment, finished_at=time.time())
 
 
 def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> None:
@@ -58,22 +36,34 @@ def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> Non
         store.start(job_id, time.time())
     items = store.items(job_id, start, stop)
     done = store.finished(job_id, [item.index for item in items])
+    pending = [item for item in items if item.index not in done]
     ended = False
-    for item in items:
-        if item.index in done:
-            continue
-        stop_outcome = store.stopping(job_id)
-        if stop_outcome is not None:
-            outcome, result = stop_outcome, item_result(
-                item, stop_outcome, status_code=None, error=stopped_error(stop_outcome),
-                finished_at=time.time())
-        else:
-            outcome, result = execute_item(runtime.gateway, job["endpoint"], item)
-        _written, status = store.finish(job_id, item.index, outcome, result, time.time())
+
+    def record(results: list[Finished]) -> None:
+        nonlocal ended
+        _written, status = store.finish_many(job_id, results, time.time())
         ended = ended or status in ENDED
         store.renew_lease(member, time.time() + lease)
+
+    stop_outcome = store.stopping(job_id)
+    if stop_outcome is not None:
+        record([stopped(item, stop_outcome) for item in pending])
+        pending = []
+    saved = {i: Journey.load(text) for i, text in
+             store.journeys(job_id, [item.index for item in pending]).items()}
+    queue = job.get("queue") or INTERACTIVE_QUEUE
+    priority = Priority.INTERACTIVE if queue == INTERACTIVE_QUEUE else Priority.BULK
+    runner = ItemRunner(runtime.gateway, job["endpoint"], priority, record,
+                        stopping=lambda: store.stopping(job_id))
+    deferral = runner.run(pending, saved) if pending else None
+    if deferral is not None and not ended:
+        store.save_journeys(job_id, {i: j.dump() for i, j in deferral.journeys.items()})
+        store.renew_lease(member, time.time() + deferral.delay + lease)
+        dispatcher.resend(job, start, stop, countdown=deferral.delay)
+        return
     store.release_lease(member)
     if ended:
         dispatcher.webhooks()
     else:
         dispatcher.feed(job)
+

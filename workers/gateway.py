@@ -1,178 +1,244 @@
-"""The synchronous call path: model group -> deployment -> upstream answer or a clear error.
+"""The call path shared by the sync routes and the queue: model group -> scheduler ->
+deployment -> upstream answer, with retries and fallbacks.
 
-What an upstream answer means for the caller is decided by :func:`interpret`, a pure
-function: 2xx and the caller's own 4xx mistakes pass through untouched (so the ``openai`` SDK
-raises the same ``BadRequestError`` with the same ``code``), 429 passes through with a
-``Retry-After``, and failures the caller cannot fix (our credentials rejected, upstream 5xx,
-unreachable, too slow) become a 502/503/504 in the OpenAI envelope.
+:meth:`Gateway.run` walks one request's :class:`~schedulers.journey.Journey`: reserve room
+(the scheduler), call, release (reporting what happened), and on failure ask the journey what
+next. A wait, for room or before a retry, is slept when the caller may wait that long (a sync
+route, within its timeout; a queued item, for a moment) and otherwise handed back as
+:class:`Deferred`, so queued work waits on the broker instead of in a worker slot.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from batchgate.errors import BatchgateError, ModelNotFoundError, RequestError, UpstreamError
+from batchgate.errors import (
+    BatchgateError,
+    ModelNotFoundError,
+    RateLimitedError,
+    RequestError,
+    UpstreamError,
+)
 from config.settings import Deployment, Settings
-from schedulers.picker import Picker, WeightedShuffle
+from schedulers.fallbacks import RoutingOptions, pop_routing_options
+from schedulers.journey import Fallback, GiveUp, Journey, Retry, after_failure
+from schedulers.memory import MemoryBudgets
+from schedulers.retry import ErrorClass, classify
+from schedulers.scheduler import Busy, Reservation, Scheduler
+from schedulers.signals import parse_signals
+from schedulers.state import NO_SIGNALS, Outcome, Priority, Report, Signals
+from schedulers.tokens import estimate
+from workers.answers import Answer, error_answer, interpret, split_models
 from workers.upstream import UpstreamClient, UpstreamReply, UpstreamStream
+from workers.usage import usage_tokens
 
-MAX_COMPARE_MODELS = 16
-DEFAULT_RETRY_AFTER = 1
-_ERROR_DETAIL_LIMIT = 500
-
-
-@dataclass
-class Answer:
-    """What the caller gets for one model group: a status, headers and a JSON body."""
-
-    group: str
-    status: int
-    body: bytes
-    headers: dict[str, str]
-    deployment: Deployment | None = None
-    upstream_elapsed: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        """True when the upstream produced a result (2xx)."""
-        return 200 <= self.status < 300
+_BUDGET_OUTCOMES = {ErrorClass.RATE_LIMIT: Outcome.THROTTLED, ErrorClass.TIMEOUT: Outcome.FAILED,
+                    ErrorClass.SERVER: Outcome.FAILED}
+"""Failures that say something about the deployment; any other answer is the deployment
+working (the caller's own 4xx included)."""
 
 
-def split_models(model: str) -> list[str]:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``; empty names are a caller error."""
-    names = [part.strip() for part in model.split(",")]
-    if any(not name for name in names):
-        raise RequestError(f"model {model!r} has an empty name in its comma-separated list",
-                           param="model", code="invalid_model")
-    if len(names) > MAX_COMPARE_MODELS:
-        raise RequestError(f"at most {MAX_COMPARE_MODELS} models may be compared at once",
-                           param="model", code="too_many_models")
-    return names
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Not done yet: run ``journey`` again in ``delay`` seconds."""
+
+    delay: float
+    journey: Journey
 
 
-def redact(body: bytes, deployment: Deployment) -> bytes:
-    """``body`` with the deployment's key removed, should an upstream ever echo it."""
-    if deployment.api_key is None:
-        return body
-    secret = deployment.api_key.reveal().encode()
-    return body.replace(secret, b"***") if secret and secret in body else body
+@dataclass(frozen=True, slots=True)
+class _Tried:
+    """One call's result: a reply, or the gateway error the transport raised."""
 
-
-def _upstream_message(body: bytes) -> str:
-    try:
-        parsed = json.loads(body)
-        message = parsed["error"]["message"] if isinstance(parsed.get("error"), dict) else None
-    except (ValueError, TypeError, KeyError, AttributeError):
-        message = None
-    text = str(message) if message else body.decode("utf-8", "replace")
-    return text[:_ERROR_DETAIL_LIMIT]
-
-
-def _is_json_error(body: bytes) -> bool:
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and isinstance(parsed.get("error"), dict)
-
-
-def interpret(reply: UpstreamReply) -> Answer:
-    """Turn an upstream reply into the caller's answer, or raise the gateway error it means."""
-    d, status = reply.deployment, reply.status
-    body = reply.body if 200 <= status < 300 else redact(reply.body, d)
-    where = f"deployment {d.id!r} of model group {d.model_name!r}"
-    if 200 <= status < 300:
-        return Answer(d.model_name, status, body, reply.headers, d, reply.elapsed)
-    if status in (401, 403, 404):
-        # The caller's request was fine: batchgate's own credentials or config are wrong.
-        raise UpstreamError(f"{where} rejected the request with {status}: "
-                            f"{_upstream_message(body)}", code=f"upstream_{status}")
-    if status >= 500:
-        mapped = status if status in (503, 504) else 502
-        raise UpstreamError(f"{where} failed with {status}: {_upstream_message(body)}",
-                            code=f"upstream_{status}", status=mapped)
-    headers = dict(reply.headers)
-    if status == 429:
-        headers.setdefault("retry-after", str(DEFAULT_RETRY_AFTER))
-    if not _is_json_error(body):
-        body = json.dumps(RequestError(_upstream_message(body), code=f"upstream_{status}")
-                          .envelope()).encode()
-        headers["content-type"] = "application/json"
-    return Answer(d.model_name, status, body, headers, d, reply.elapsed)
-
-
-def error_answer(group: str, error: BatchgateError) -> Answer:
-    """The answer for a gateway-level failure of one model group."""
-    return Answer(group, error.status, json.dumps(error.envelope()).encode(),
-                  {"content-type": "application/json", **error.headers()})
+    reservation: Reservation
+    error: ErrorClass | None
+    reply: UpstreamReply | None
+    raised: UpstreamError | None
+    signals: Signals
+    stream: UpstreamStream | None = None
 
 
 class Gateway:
-    """Routes one request body to a model group's deployment and interprets the answer."""
+    """Routes request bodies to model groups through the scheduler."""
 
     def __init__(self, settings: Settings, client: UpstreamClient,
-                 picker: Picker | None = None, *, max_parallel: int = 32) -> None:
+                 scheduler: Scheduler | None = None, *, max_parallel: int = 32) -> None:
         self.settings = settings
+        self.scheduler = scheduler or Scheduler(settings, MemoryBudgets())
         self._client = client
-        self._picker = picker or WeightedShuffle()
-        self._groups = settings.groups()
         self._pool = ThreadPoolExecutor(max_workers=max_parallel,
                                         thread_name_prefix="batchgate-compare")
 
     def resolve(self, model: str) -> list[str]:
         """The model groups named by ``model`` (comma-separated), in request order."""
-        groups = []
-        for name in split_models(model):
-            group = self.settings.resolve_group(name)
-            if group is None:
-                raise ModelNotFoundError(f"The model {name!r} does not exist",
-                                         param="model")
-            groups.append(group)
-        return groups
+        return [self._group(name) for name in split_models(model)]
+
+    def _group(self, name: str) -> str:
+        group = self.settings.resolve_group(name)
+        if group is None:
+            raise ModelNotFoundError(f"The model {name!r} does not exist", param="model")
+        return group
+
+    def options(self, body: dict[str, Any]) -> tuple[dict[str, Any], RoutingOptions]:
+        """The body to send (per-request routing keys removed) and those routing options;
+        per-request fallback models must exist."""
+        body = dict(body)
+        options = pop_routing_options(body)
+        for name in options.fallbacks or ():
+            if self.settings.resolve_group(name) is None:
+                raise ModelNotFoundError(f"The fallback model {name!r} does not exist",
+                                         param="fallbacks")
+        return body, options
 
     def payload(self, deployment: Deployment, body: dict[str, Any]) -> bytes:
         """The JSON sent upstream: the caller's body, its ``model`` set to the deployment's."""
         out = {**deployment.default_params, **body, "model": deployment.model}
         return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
 
-    def _pick(self, group: str) -> Deployment:
-        return self._picker.pick(self._groups[group])
-
     def call(self, deployment: Deployment, endpoint: str, body: dict[str, Any]) -> Answer:
-        """One non-streaming call to ``deployment``; raises for gateway-level failures."""
+        """One call to ``deployment``, outside the scheduler (health probes)."""
         return interpret(self._client.send(deployment, endpoint, self.payload(deployment, body)))
 
-    def complete(self, group: str, endpoint: str, body: dict[str, Any]) -> Answer:
-        """One non-streaming call to a deployment of ``group``."""
-        return self.call(self._pick(group), endpoint, body)
+    def patience(self, group: str) -> float:
+        """How long a sync caller of ``group`` waits for room: its upstream timeout."""
+        return max(self.settings.timeout_for(d) for d in self.scheduler.group(group))
 
-    def complete_many(self, groups: Sequence[str], endpoint: str,
-                      body: dict[str, Any]) -> list[Answer]:
+    def complete(self, group: str, endpoint: str, body: dict[str, Any],
+                 timeout: float | None = None) -> Answer:
+        """A sync call to ``group``: waits for room and retries within the group's timeout
+        (or the caller's, when shorter)."""
+        body, options = self.options(body)
+        patience = self.patience(group) if timeout is None else min(timeout,
+                                                                    self.patience(group))
+        result = self.run(Journey.start(group), endpoint, body, options,
+                          priority=Priority.INTERACTIVE, patience=patience)
+        assert isinstance(result, Answer)  # run() defers only when asked to
+        return result
+
+    def complete_many(self, groups: Sequence[str], endpoint: str, body: dict[str, Any],
+                      timeout: float | None = None) -> list[Answer]:
         """The same call to every group in parallel; each failure stays in its own slot."""
         def one(group: str) -> Answer:
             try:
-                return self.complete(group, endpoint, body)
+                return self.complete(group, endpoint, body, timeout)
             except BatchgateError as exc:
                 return error_answer(group, exc)
 
         return list(self._pool.map(one, groups))
 
-    def open_stream(self, group: str, endpoint: str,
-                    body: dict[str, Any]) -> UpstreamStream | Answer:
-        """A streaming call: the open stream on 2xx, else the interpreted error answer."""
-        deployment = self._pick(group)
-        stream = self._client.open_stream(deployment, endpoint, self.payload(deployment, body))
-        if 200 <= stream.status < 300:
-            return stream
-        body_bytes = stream.read()
-        return interpret(UpstreamReply(deployment, stream.status, stream.headers, body_bytes,
-                                       stream.elapsed))
+    def run(self, journey: Journey, endpoint: str, body: dict[str, Any],
+            options: RoutingOptions, *, priority: Priority, patience: float,
+            defer: bool = False, tokens: int | None = None,
+            stream: bool = False) -> Answer | Deferred | UpstreamStream:
+        """Walk ``journey`` until an answer, sleeping waits that fit in ``patience`` seconds;
+        a longer wait ends in :class:`Deferred` when ``defer``, else in the last failure (or a
+        429 with an honest ``Retry-After`` when no deployment has room)."""
+        tokens = estimate(endpoint, body) if tokens is None else tokens
+        deadline = time.monotonic() + patience
+        while True:
+            got = self.scheduler.reserve(journey.group, tokens, priority, journey.avoid)
+            if isinstance(got, Busy):
+                if got.never:
+                    raise RequestError(
+                        f"This request needs about {tokens} tokens, more than any deployment "
+                        f"of {journey.group!r} may use per minute (tpm).",
+                        code="request_too_large")
+                if time.monotonic() + got.delay <= deadline:
+                    time.sleep(got.delay)
+                    continue
+                if defer:
+                    return Deferred(got.delay, journey)
+                raise RateLimitedError(
+                    f"Every deployment of {journey.group!r} is at its rate limit; "
+                    f"room frees up in {got.delay:.1f}s.", retry_after=math.ceil(got.delay))
+            journey = journey.sent()
+            tried = self._try(got, endpoint, body, stream)
+            if tried.error is None:
+                return self._done(tried, journey)
+            journey, step = after_failure(
+                journey, tried.error, deployment_id=got.deployment.id,
+                retry_after=tried.signals.retry_after, policy=self.scheduler.retry_policy,
+                chains=lambda group, error: self.scheduler.fallbacks(group, error, options),
+                rng=self.scheduler.rng)
+            if isinstance(step, GiveUp):
+                return self._done(tried, journey)
+            if isinstance(step, Fallback):
+                continue
+            assert isinstance(step, Retry)  # the Step union is closed
+            if time.monotonic() + step.delay > deadline:
+                return Deferred(step.delay, journey) if defer else self._done(tried, journey)
+            time.sleep(step.delay)
+
+    def _try(self, reservation: Reservation, endpoint: str, body: dict[str, Any],
+             stream: bool) -> _Tried:
+        d = reservation.deployment
+        payload = self.payload(d, body)
+        try:
+            if stream:
+                opened = self._client.open_stream(d, endpoint, payload)
+                if 200 <= opened.status < 300:
+                    opened.on_close(lambda: self.scheduler.release(
+                        reservation, Report(Outcome.OK, latency=opened.elapsed)))
+                    return _Tried(reservation, None, None, None, NO_SIGNALS, opened)
+                reply = UpstreamReply(d, opened.status, opened.headers, opened.read(),
+                                      opened.elapsed)
+            else:
+                reply = self._client.send(d, endpoint, payload)
+        except UpstreamError as exc:
+            kind = ErrorClass.TIMEOUT if exc.status == 504 else ErrorClass.SERVER
+            self.scheduler.release(reservation, Report(Outcome.FAILED))
+            return _Tried(reservation, kind, None, exc, NO_SIGNALS)
+        signals = parse_signals(reply.headers, time.time())
+        error = classify(reply.status, reply.body)
+        outcome = _BUDGET_OUTCOMES.get(error, Outcome.OK) if error else Outcome.OK
+        self.scheduler.release(reservation, Report(
+            outcome, tokens=usage_tokens(reply.body) if error is None else None,
+            signals=signals, latency=reply.elapsed if error is None else None))
+        return _Tried(reservation, error, reply, None, signals)
+
+    def _done(self, tried: _Tried, journey: Journey) -> Answer | UpstreamStream:
+        if tried.stream is not None:
+            tried.stream.routing_headers = routing_headers(tried.reservation, journey)
+            return tried.stream
+        group = tried.reservation.deployment.model_name
+        try:
+            if tried.raised is not None:
+                raise tried.raised
+            assert tried.reply is not None  # a try has a reply or an error
+            answer = interpret(tried.reply)
+        except BatchgateError as exc:
+            answer = replace(error_answer(group, exc), deployment=tried.reservation.deployment)
+        return replace(answer, attempts=journey.attempts, fallback=journey.fallback,
+                       routing_headers=routing_headers(tried.reservation, journey))
+
+    def open_stream(self, group: str, endpoint: str, body: dict[str, Any],
+                    timeout: float | None = None) -> UpstreamStream | Answer:
+        """A streaming call: the open stream on 2xx (room released when it closes), else the
+        answer for the failure, after the same retries and fallbacks as any call."""
+        body, options = self.options(body)
+        patience = self.patience(group) if timeout is None else min(timeout,
+                                                                    self.patience(group))
+        result = self.run(Journey.start(group), endpoint, body, options,
+                          priority=Priority.INTERACTIVE, patience=patience, stream=True)
+        assert not isinstance(result, Deferred)  # run() defers only when asked to
+        return result
 
     def close(self) -> None:
         """Release the upstream connections and the compare threads."""
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+
+def routing_headers(reservation: Reservation, journey: Journey) -> dict[str, str]:
+    """What a sync caller is told about routing: attempts, fallback, the group's headroom."""
+    headers = {"x-batchgate-attempts": str(journey.attempts), **reservation.headroom}
+    if journey.fallback is not None:
+        headers["x-batchgate-fallback"] = journey.fallback
+    return headers
+

@@ -207,14 +207,17 @@ def _host(url: str) -> str:
 
 def item_result(item: Item, outcome: Outcome, *, status_code: int | None,
                 body: Any = None, error: Mapping[str, Any] | None = None,
-                deployment: str | None = None, finished_at: float) -> str:
-    """The stored result of one item (JSON)."""
+                deployment: str | None = None, finished_at: float, attempts: int | None = None,
+                fallback: str | None = None) -> str:
+    """The stored result of one item (JSON): ``attempts`` upstream calls it took, and the
+    ``fallback`` group that answered when it was not the requested one."""
     return json.dumps({
         "index": item.index, "custom_id": item.custom_id, "model": item.model,
         "status": outcome.value, "status_code": status_code,
         "response": body if outcome is Outcome.COMPLETED else None,
         "error": None if outcome is Outcome.COMPLETED else error,
-        "deployment": deployment, "finished_at": int(finished_at),
+        "deployment": deployment, "attempts": attempts, "fallback": fallback,
+        "finished_at": int(finished_at),
     }, separators=(",", ":"), ensure_ascii=False)
 
 

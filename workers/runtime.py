@@ -9,6 +9,10 @@ import redis
 from batchgate.errors import BatchgateError
 from config.keys import Keys
 from config.settings import Settings
+from schedulers.backend import Budgets
+from schedulers.budget import RedisBudgets
+from schedulers.memory import MemoryBudgets
+from schedulers.scheduler import Scheduler
 from workers.gateway import Gateway
 from workers.store import JobStore
 from workers.upstream import UpstreamClient
@@ -54,8 +58,17 @@ class Runtime:
         return JobStore(self.redis, self.keys, job_ttl=self.settings.queue.job_ttl)
 
     @cached_property
+    def budgets(self) -> Budgets:
+        """Rate-limit budgets: in Redis (shared by every process) when one is configured,
+        else in this process."""
+        if self.settings.server.redis_url:
+            return RedisBudgets(self.redis, self.keys)
+        return MemoryBudgets()
+
+    @cached_property
     def gateway(self) -> Gateway:
-        return Gateway(self.settings, self._client or UpstreamClient(self.settings))
+        return Gateway(self.settings, self._client or UpstreamClient(self.settings),
+                       Scheduler(self.settings, self.budgets))
 
     @cached_property
     def secretbox(self) -> SecretBox | None:

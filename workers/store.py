@@ -179,11 +179,35 @@ class JobStore:
     def finish(self, job_id: str, index: int, outcome: Outcome, result: str,
                now: float) -> tuple[bool, str]:
         """Record one item's outcome; ``(written now, job status after)``."""
-        written, status = cast(list[Any], self._finish(
-            keys=self._job_keys(job_id),
-            args=[index, result, outcome.value, int(now), self._ttl, self.keys.events(job_id),
-                  job_id]))
-        return bool(written), str(status)
+        written, status = self.finish_many(job_id, [(index, outcome, result)], now)
+        return written == 1, status
+
+    def finish_many(self, job_id: str, outcomes: Sequence[tuple[int, Outcome, str]],
+                    now: float) -> tuple[int, str]:
+        """Record several items' outcomes at once; ``(results written now, status after)``."""
+        args: list[str | int] = [int(now), self._ttl, self.keys.events(job_id), job_id]
+        for index, outcome, result in outcomes:
+            args.extend((index, result, outcome.value))
+        written, status = cast(list[Any], self._finish(keys=self._job_keys(job_id), args=args))
+        return int(written), str(status)
+
+    def journeys(self, job_id: str, indexes: Sequence[int]) -> dict[int, str]:
+        """The saved routing state (journey JSON) of items that were deferred or retried."""
+        if not indexes:
+            return {}
+        values = cast(list[str | None], self.redis.hmget(self.keys.attempts(job_id),
+                                                          [str(i) for i in indexes]))
+        return {i: v for i, v in zip(indexes, values, strict=True) if v is not None}
+
+    def save_journeys(self, job_id: str, journeys: Mapping[int, str]) -> None:
+        """Keep items' routing state until they run again (expires with the job's TTL)."""
+        if not journeys:
+            return
+        key = self.keys.attempts(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=_fields({str(i): v for i, v in journeys.items()}))
+        pipe.expire(key, self._ttl)
+        pipe.execute()
 
     def stop(self, job_id: str, outcome: Outcome, now: float) -> tuple[str, bool]:
         """Cancel or expire a job; ``(status after, stopped by this call)``."""

@@ -7,7 +7,7 @@ credentials in its userinfo) and never by key.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from config.settings import Deployment, Settings
@@ -52,6 +52,13 @@ class UpstreamStream:
     elapsed: float
     """Seconds from sending the request to the response headers."""
     _response: RawResponse = field(repr=False)
+    routing_headers: dict[str, str] = field(default_factory=dict)
+    """``x-batchgate-*`` and ``x-ratelimit-*`` headers the gateway adds for the caller."""
+    _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once when the stream is closed (the scheduler's release)."""
+        self._closers.append(callback)
 
     def iter_bytes(self) -> Iterator[bytes]:
         """The body chunks as they arrive; the connection is released when done."""
@@ -64,6 +71,9 @@ class UpstreamStream:
     def close(self) -> None:
         """Release the connection without reading the rest of the body."""
         self._response.close()
+        closers, self._closers = self._closers, []
+        for callback in closers:
+            callback()
 
 
 def where(deployment: Deployment) -> str:

@@ -100,12 +100,16 @@ def test_unknown_model_raises_not_found(client: openai.OpenAI) -> None:
     assert info.value.code == "model_not_found"
 
 
-def test_upstream_rate_limit_is_mapped_through(client: openai.OpenAI) -> None:
+def test_upstream_rate_limit_is_mapped_through_once_the_callers_timeout_is_near(
+        client: openai.OpenAI) -> None:
     for _ in range(2):
         client.chat.completions.create(model="limited", messages=HELLO)
+    started = time.monotonic()
     with pytest.raises(openai.RateLimitError) as info:
-        client.chat.completions.create(model="limited", messages=HELLO)
+        client.chat.completions.create(model="limited", messages=HELLO,
+                                       extra_headers={"x-litellm-timeout": "3"})
     assert int(info.value.response.headers["retry-after"]) >= 1
+    assert time.monotonic() - started < 3
 
 
 def test_context_window_error_keeps_its_code(client: openai.OpenAI) -> None:

@@ -12,7 +12,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from api.app import create_app
-from config.settings import Deployment, GeneralSettings, Provider, Secret, Settings
+from config.settings import (
+    Deployment,
+    GeneralSettings,
+    Provider,
+    RouterSettings,
+    Secret,
+    Settings,
+)
 from workers.transports import HttpxTransport
 from workers.upstream import UpstreamClient
 
@@ -60,13 +67,15 @@ def make_app(upstream: Upstream) -> Iterator[Callable[..., Flask]]:
     apps: list[Flask] = []
 
     def build(*deployments: Deployment, master_key: str | None = None,
-              max_request_bytes: int | None = None) -> Flask:
+              max_request_bytes: int | None = None,
+              router: RouterSettings | None = None) -> Flask:
         settings = Settings(
             source="<test>",
             deployments=deployments or (deployment("gpt-a", "a1", key=UPSTREAM_KEY),
                                         deployment("gpt-b", "b1"),
                                         deployment("embed", "e1")),
-            general=GeneralSettings(master_key=Secret(master_key) if master_key else None))
+            general=GeneralSettings(master_key=Secret(master_key) if master_key else None),
+            router=router or RouterSettings())
         if max_request_bytes is not None:
             from dataclasses import replace
             settings = replace(settings, server=replace(settings.server,

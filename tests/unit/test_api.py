@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from config.settings import Provider
+from config.settings import Provider, RouterSettings
 from tests.unit.conftest import UPSTREAM_KEY, Upstream, chat_reply, deployment
 
 CHAT = {"model": "gpt-a", "messages": [{"role": "user", "content": "hello"}]}
@@ -158,8 +158,9 @@ def test_caller_errors_from_the_upstream_pass_through(client: FlaskClient,
     assert response.get_json() == error
 
 
-def test_upstream_429_passes_through_with_retry_after(client: FlaskClient,
-                                                      upstream: Upstream) -> None:
+def test_upstream_429_passes_through_with_retry_after_when_retries_are_off(
+        make_app: Callable[..., Flask], upstream: Upstream) -> None:
+    client = make_app(router=RouterSettings(num_retries=0)).test_client()
     upstream.handlers["gpt-a"] = lambda r, b: httpx.Response(
         429, headers={"retry-after": "7", "x-ratelimit-remaining-requests": "0"},
         json={"error": {"message": "slow down", "type": "rate_limit_error", "param": None,

@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from batchgate.errors import ConfigError
 from config.demo import DEMO_MODELS, demo_settings
 from config.loader import check_config, load_settings, settings_from_mapping
 from config.settings import (
     DEFAULT_AZURE_API_VERSION,
+    DEFAULT_MAX_FALLBACKS,
+    DEFAULT_NUM_RETRIES,
     DEFAULT_OPENAI_API_BASE,
     DEFAULT_PORT,
     Provider,
@@ -40,6 +44,13 @@ def check_yaml(tmp_path: Path, text: str,
     path = tmp_path / "config.yaml"
     path.write_text(textwrap.dedent(text))
     return check_config(path, env or {})
+
+
+def check_config_mapping(tmp_path: Path,
+                         mapping: dict[str, Any]) -> tuple[Settings, list[str]]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(mapping))
+    return check_config(path, {})
 
 
 def one(model: str, **params: Any) -> dict[str, Any]:
@@ -471,3 +482,104 @@ def test_check_config_notes_missing_keys_stray_api_version_and_shadowed_limits(
     assert "model_list[0] (cloud): litellm_params.api_key: no api_key" in text
     assert "model_list[0] (cloud): litellm_params.api_version: ignored" in text
     assert "model_list[1] (local): rpm: ignored: litellm_params.rpm is also set and wins" in text
+
+
+def test_router_defaults_follow_litellm() -> None:
+    router = settings_from_mapping(two_groups(), source="t", env={}).router
+    assert router.num_retries == DEFAULT_NUM_RETRIES == 2
+    assert router.max_fallbacks == DEFAULT_MAX_FALLBACKS == 5
+    assert (router.retry_policy, router.model_group_retry_policy) == ({}, {})
+    assert router.disable_cooldowns is False
+
+
+def test_retry_policies_max_fallbacks_and_disable_cooldowns_are_read(tmp_path: Path) -> None:
+    settings, notes = check_config_mapping(tmp_path, two_groups(
+        retry_policy={"RateLimitErrorRetries": 5, "BadRequestErrorRetries": "0",
+                      "TimeoutErrorRetries": None},
+        model_group_retry_policy={"a": {"InternalServerErrorRetries": 1},
+                                  "big": {"AuthenticationErrorRetries": 2}},
+        model_group_alias={"big": "c"},
+        max_fallbacks=2, disable_cooldowns="true"))
+    router = settings.router
+    assert router.retry_policy == {"RateLimitErrorRetries": 5, "BadRequestErrorRetries": 0}
+    assert router.model_group_retry_policy == {"a": {"InternalServerErrorRetries": 1},
+                                               "c": {"AuthenticationErrorRetries": 2}}
+    assert (router.max_fallbacks, router.disable_cooldowns) == (2, True)
+    assert not any("ignored" in note for note in notes)
+
+
+@pytest.mark.parametrize(("router", "fragment"), [
+    ({"retry_policy": {"RateLimitRetries": 1}},
+     "retry_policy.RateLimitRetries: unknown key; did you mean 'RateLimitErrorRetries'?"),
+    ({"retry_policy": {"Whatever": 1}}, "retry_policy.Whatever: unknown key; expected one of"),
+    ({"retry_policy": {"TimeoutErrorRetries": -1}},
+     "retry_policy.TimeoutErrorRetries: must not be negative"),
+    ({"retry_policy": {"TimeoutErrorRetries": "many"}},
+     "retry_policy.TimeoutErrorRetries: expected an integer"),
+    ({"retry_policy": [1]}, "retry_policy: expected a mapping"),
+    ({"model_group_retry_policy": {"ghost": {"TimeoutErrorRetries": 1}}},
+     "model_group_retry_policy.ghost: 'ghost' is not a model_name in model_list"),
+    ({"model_group_retry_policy": {"a": {"TimeoutErrorRetries": 1.5}}},
+     "model_group_retry_policy.a.TimeoutErrorRetries: expected an integer, got 1.5"),
+    ({"model_group_retry_policy": {"a": 3}}, "model_group_retry_policy.a: expected a mapping"),
+    ({"model_group_retry_policy": {"a": {}, "big": {}}, "model_group_alias": {"big": "a"}},
+     "model_group_retry_policy.big: a retry policy for 'a' is given twice"),
+    ({"max_fallbacks": -1}, "max_fallbacks: must not be negative"),
+    ({"max_fallbacks": "lots"}, "max_fallbacks: expected an integer"),
+    ({"disable_cooldowns": 2}, "disable_cooldowns: expected true or false, got 2"),
+])
+def test_bad_retry_and_fallback_settings_name_the_field(router: dict[str, Any],
+                                                        fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(two_groups(**router), source="t", env={})
+    assert f"t: router_settings: {fragment}" in str(caught.value)
+
+
+def sized(model_info: dict[str, Any] | None = None, **params: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"model_name": "e",
+                             "litellm_params": {"model": "openai/e", **params}}
+    if model_info is not None:
+        entry["model_info"] = model_info
+    return {"model_list": [entry]}
+
+
+def test_size_limits_default_to_none() -> None:
+    d, = settings_from_mapping(sized(), source="t", env={}).deployments
+    assert (d.max_input_tokens, d.max_inputs_per_request, d.max_tokens_per_request) == (
+        None, None, None)
+
+
+def test_size_limits_are_read_from_model_info_and_model_info_passes_through() -> None:
+    info = {"max_input_tokens": 8191, "max_inputs_per_request": "64",
+            "max_tokens_per_request": 100_000, "mode": "embedding"}
+    d, = settings_from_mapping(sized(info), source="t", env={}).deployments
+    assert (d.max_input_tokens, d.max_inputs_per_request, d.max_tokens_per_request) == (
+        8191, 64, 100_000)
+    assert d.model_info == info
+
+
+def test_size_limits_in_litellm_params_win_over_model_info_with_a_note(tmp_path: Path) -> None:
+    mapping = sized({"max_input_tokens": 8191}, max_input_tokens=512, max_inputs_per_request=32,
+                    max_tokens_per_request=4096)
+    settings, notes = check_config_mapping(tmp_path, mapping)
+    d, = settings.deployments
+    assert (d.max_input_tokens, d.max_inputs_per_request, d.max_tokens_per_request) == (
+        512, 32, 4096)
+    assert d.default_params == {}
+    assert any("model_info.max_input_tokens: ignored: litellm_params.max_input_tokens is also "
+               "set and wins" in note for note in notes)
+
+
+@pytest.mark.parametrize(("mapping", "fragment"), [
+    (sized({"max_input_tokens": 0}), "model_info.max_input_tokens: must be at least 1"),
+    (sized({"max_inputs_per_request": "x"}),
+     "model_info.max_inputs_per_request: expected an integer, got 'x'"),
+    (sized(max_tokens_per_request=-5), "litellm_params.max_tokens_per_request: must be at least 1"),
+    (sized(max_input_tokens=1.5), "litellm_params.max_input_tokens: expected an integer"),
+    (sized(max_inputs_per_request=True),
+     "litellm_params.max_inputs_per_request: expected an integer, got true"),
+])
+def test_bad_size_limits_name_the_entry_and_field(mapping: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings_from_mapping(mapping, source="t", env={})
+    assert f"t: model_list[0] (e): {fragment}" in str(caught.value)

@@ -1,0 +1,96 @@
+-- Grants one request on a deployment when its budget has room now; else says until when not.
+-- Prunes expired buckets (lazy HDEL) and in-flight grants whose lease ran out (dead workers).
+-- KEYS[1] window hash  KEYS[2] inflight zset  KEYS[3] state hash
+-- ARGV[1] now ('' = Redis TIME)  ARGV[2] tokens  ARGV[3] priority: interactive|bulk
+-- ARGV[4] lease seconds  ARGV[5] reservation id
+-- ARGV[6] rpm  ARGV[7] tpm  ARGV[8] max_parallel ('' = not declared)
+-- Returns {1, bucket, now} when granted, {0, until, reason, now} when denied (numbers as
+-- strings; until is 'inf' when the request can never fit)
+local window, inflight, state = KEYS[1], KEYS[2], KEYS[3]
+local now = clock(ARGV[1])
+local need, priority, lease = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local rpm, tpm, max_parallel = num(ARGV[6]), num(ARGV[7]), num(ARGV[8])
+
+redis.call('ZREMRANGEBYSCORE', inflight, '-inf', fmt(now))
+local st = fields(state)
+local interactive_until = num(st.interactive_until) or 0
+if priority == 'bulk' and interactive_until > now then
+  return {0, fmt(interactive_until), 'interactive', fmt(now)}
+end
+
+-- The still-counting buckets {bucket, requests, tokens}; the others are deleted.
+local flat, live, dead, requests, tokens = redis.call('HGETALL', window), {}, {}, 0, 0
+for i = 1, #flat, 2 do
+  local bucket = tonumber(flat[i])
+  if bucket_expiry(bucket) <= now then
+    dead[#dead + 1] = flat[i]
+  else
+    local r, t = parse_counts(flat[i + 1])
+    live[#live + 1] = {bucket, r, t}
+    requests, tokens = requests + r, tokens + t
+  end
+end
+for i = 1, #dead, 1000 do
+  redis.call('HDEL', window, unpack(dead, i, math.min(i + 999, #dead)))
+end
+
+local sorted = false
+-- When enough of the oldest buckets expire that total + need <= limit (window._drain_time).
+local function drain_time(column, total, limit)
+  local want = column == 2 and 1 or need
+  if want > limit then return math.huge end
+  if not sorted then
+    table.sort(live, function(a, b) return a[1] < b[1] end)
+    sorted = true
+  end
+  for _, bucket in ipairs(live) do
+    total = total - bucket[column]
+    if total + want <= limit then return math.max(now, bucket_expiry(bucket[1])) end
+  end
+  return math.huge
+end
+
+-- window.holding: the limit that lets go last, ties to the first in window.REASONS.
+local until_, reason = now, ''
+local function hold(name, t)
+  if t > until_ then until_, reason = t, name end
+end
+hold('blocked', num(st.blocked_until) or 0)
+if rpm and requests + 1 > rpm then hold('rpm', drain_time(2, requests, rpm)) end
+if tpm and tokens + need > tpm then hold('tpm', drain_time(3, tokens, tpm)) end
+local signal_requests, signal_tokens = signal(st, 'sig_req', now), signal(st, 'sig_tok', now)
+if signal_requests and signal_requests <= 0 then hold('signal_requests', num(st.sig_req_reset)) end
+if signal_tokens and signal_tokens < need then hold('signal_tokens', num(st.sig_tok_reset)) end
+local learned = num(st.learned)
+local cap = max_parallel or (learned and math.max(1, math.floor(learned)))
+if cap and redis.call('ZCARD', inflight) >= cap then
+  local latency = num(st.latency) or DEFAULT_PARALLEL_WAIT
+  hold('parallel', now + math.max(latency, MIN_PARALLEL_WAIT))
+end
+
+if until_ > now then
+  if priority == 'interactive' and until_ ~= math.huge then
+    -- Bulk must not take the budget that frees up at until_: it is this caller's.
+    local held = math.max(interactive_until, until_ + INTERACTIVE_HOLD)
+    redis.call('HSET', state, 'interactive_until', fmt(held))
+    expire_state(state, num(st.blocked_until) or 0, now)
+  end
+  return {0, fmt(until_), reason, fmt(now)}
+end
+
+local bucket = bucket_of(now)
+local field = string.format('%d', bucket)
+local current, r, t = redis.call('HGET', window, field), 0, 0
+if current then r, t = parse_counts(current) end
+redis.call('HSET', window, field, string.format('%d %d', r + 1, t + need))
+redis.call('EXPIRE', window, WINDOW_TTL)
+redis.call('ZADD', inflight, fmt(now + lease), ARGV[5])
+if redis.call('PTTL', inflight) < lease * 1000 then
+  redis.call('PEXPIRE', inflight, math.ceil(lease * 1000) + 1000)
+end
+if signal_requests or signal_tokens then
+  if signal_requests then redis.call('HSET', state, 'sig_req', string.format('%d', signal_requests - 1)) end
+  if signal_tokens then redis.call('HSET', state, 'sig_tok', string.format('%d', signal_tokens - need)) end
+  expire_state(state, num(st.blocked_until) or 0, now)
+end
+return {1, field, fmt(now)}
