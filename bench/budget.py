@@ -161,7 +161,12 @@ async def _phases(gateway: ManagedProcess, args: argparse.Namespace, out: dict[s
     """Baseline interactive alone, then bulk with interactive beside it."""
     timeout = aiohttp.ClientTimeout(total=args.job_timeout)
     headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+    # No connection limit: interactive requests held back by the gateway must neither queue
+    # inside the client nor hold up the bulk jobs' long polls (aiohttp's default is 100).
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(
+        timeout=timeout, headers=headers, connector=connector
+    ) as session:
         out["baseline"] = await _interactive(session, gateway, args, args.baseline)
         out["t0"], stop_event = time.perf_counter(), asyncio.Event()
         sender = asyncio.create_task(_interactive(session, gateway, args, None, stop_event))

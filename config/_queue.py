@@ -11,7 +11,8 @@ from config.durations import parse_duration
 from config.settings import QueueSettings, Secret
 
 QUEUE_KEYS = ("secret_key", "completion_window", "max_batch_requests", "job_ttl",
-              "feed_window", "chunk_size", "worker_concurrency", "max_wait", "item_lease",
+              "feed_window", "chunk_size", "embedding_chunk_size", "worker_concurrency",
+              "max_wait", "item_lease",
               "webhook_allowed_hosts", "webhook_timeout", "webhook_schedule")
 
 
@@ -33,7 +34,8 @@ def parse_queue(server: Section) -> QueueSettings:
     for name in ("completion_window", "job_ttl", "max_wait", "item_lease", "webhook_timeout"):
         if (seconds := _duration(scope, server.path(name), server.get(name))) is not None:
             out[name] = seconds
-    for name in ("max_batch_requests", "feed_window", "chunk_size", "worker_concurrency"):
+    for name in ("max_batch_requests", "feed_window", "chunk_size", "embedding_chunk_size",
+                 "worker_concurrency"):
         if (number := server.get_int(name, minimum=1)) is not None:
             out[name] = number
     if (hosts := server.get("webhook_allowed_hosts")) is not None:

@@ -17,7 +17,8 @@ each group lives in one Redis Cluster slot)::
     P:webhooks:due            zset    job id -> when its next delivery attempt is due
     P:idem:{O}:{digest}       string  "job id|body digest" for an Idempotency-Key
     P:dep:{D}:window          hash    bucket number -> "requests tokens" granted in that bucket
-                                      (rpm/tpm sliding window of deployment D; ~242 fields)
+                                      (rpm/tpm sliding window of deployment D, ~242 buckets),
+                                      plus requests, tokens (totals) and low (oldest bucket kept)
     P:dep:{D}:inflight        zset    reservation -> lease deadline (parallel requests)
     P:dep:{D}:state           hash    blocked_until, fails (cooldown), learned (AIMD), cut_at,
                                       latency, upstream signals, interactive_until

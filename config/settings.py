@@ -33,6 +33,7 @@ DEFAULT_MAX_BATCH_REQUESTS = 50_000
 DEFAULT_JOB_TTL = 7 * 24 * 3600.0
 DEFAULT_FEED_WINDOW = 2048
 DEFAULT_CHUNK_SIZE = 8
+DEFAULT_EMBEDDING_CHUNK_SIZE = 512
 DEFAULT_WORKER_CONCURRENCY = 256
 DEFAULT_MAX_WAIT = 60.0
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
@@ -214,6 +215,9 @@ class QueueSettings:
     """Items of one job on the broker or in flight at once."""
     chunk_size: int = DEFAULT_CHUNK_SIZE
     """Batch items per Celery task."""
+    embedding_chunk_size: int = DEFAULT_EMBEDDING_CHUNK_SIZE
+    """Embedding batch items per Celery task: a chunk's items are packed into as few upstream
+    requests as the deployments' limits allow, so bigger chunks mean fuller requests."""
     worker_concurrency: int = DEFAULT_WORKER_CONCURRENCY
     max_wait: float = DEFAULT_MAX_WAIT
     """Upper bound of ``?wait=`` on long polls."""

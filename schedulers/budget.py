@@ -18,8 +18,14 @@ import redis
 
 from config.keys import DEPLOYMENT_STATE_TTL, Keys
 from config.settings import Deployment
-from schedulers import backend, window
-from schedulers.backend import inspect_snapshot
+from schedulers.backend import (
+    DEFAULT_SIGNAL_RESET,
+    DEFAULT_THROTTLE_PAUSE,
+    INTERACTIVE_HOLD,
+    LATENCY_ALPHA,
+    MIN_CUT_INTERVAL,
+    inspect_snapshot,
+)
 from schedulers.state import (
     BUCKET_SECONDS,
     WINDOW_MARGIN,
@@ -33,6 +39,7 @@ from schedulers.state import (
     Report,
     Snapshot,
 )
+from schedulers.window import DEFAULT_PARALLEL_WAIT, MIN_PARALLEL_WAIT, bucket_expiry
 
 WINDOW_TTL = math.ceil(WINDOW_SECONDS + WINDOW_MARGIN + BUCKET_SECONDS) + 1
 """Seconds a window hash outlives its last write: by then every bucket in it stopped counting."""
@@ -44,12 +51,10 @@ def _constants() -> str:
         "BUCKET_SECONDS": BUCKET_SECONDS, "WINDOW_SECONDS": WINDOW_SECONDS,
         "WINDOW_MARGIN": WINDOW_MARGIN, "WINDOW_TTL": WINDOW_TTL,
         "STATE_TTL": DEPLOYMENT_STATE_TTL,
-        "DEFAULT_PARALLEL_WAIT": window.DEFAULT_PARALLEL_WAIT,
-        "MIN_PARALLEL_WAIT": window.MIN_PARALLEL_WAIT,
-        "INTERACTIVE_HOLD": backend.INTERACTIVE_HOLD,
-        "DEFAULT_THROTTLE_PAUSE": backend.DEFAULT_THROTTLE_PAUSE,
-        "DEFAULT_SIGNAL_RESET": backend.DEFAULT_SIGNAL_RESET,
-        "LATENCY_ALPHA": backend.LATENCY_ALPHA, "MIN_CUT_INTERVAL": backend.MIN_CUT_INTERVAL,
+        "DEFAULT_PARALLEL_WAIT": DEFAULT_PARALLEL_WAIT, "MIN_PARALLEL_WAIT": MIN_PARALLEL_WAIT,
+        "INTERACTIVE_HOLD": INTERACTIVE_HOLD, "DEFAULT_THROTTLE_PAUSE": DEFAULT_THROTTLE_PAUSE,
+        "DEFAULT_SIGNAL_RESET": DEFAULT_SIGNAL_RESET, "LATENCY_ALPHA": LATENCY_ALPHA,
+        "MIN_CUT_INTERVAL": MIN_CUT_INTERVAL,
     }
     return "".join(f"local {name} = {value!r}\n" for name, value in values.items())
 
@@ -75,15 +80,24 @@ def _float(fields: dict[str, str], name: str) -> float | None:
     return float(value) if value else None
 
 
-def parse_state(window_flat: list[str], in_flight: int, state_flat: list[str],
-                now: float) -> DeploymentState:
-    """A :class:`DeploymentState` from what ``snapshot.lua`` read, as seen at ``now``."""
+def _buckets(window: str, now: float) -> tuple[Bucket, ...]:
+    """The still-counting buckets, oldest first, of a window hash sent as one
+    newline-separated string (its ``requests``/``tokens``/``low`` totals are skipped)."""
+    flat = window.split("\n") if window else []
+    found = sorted((int(name), value) for name, value in _fields(flat).items()
+                   if name.isdigit())
     buckets = []
-    for field, value in sorted(_fields(window_flat).items(), key=lambda kv: int(kv[0])):
-        expires_at = window.bucket_expiry(int(field))
+    for bucket, value in found:
+        expires_at = bucket_expiry(bucket)
         if expires_at > now:
             requests, tokens = value.split()
             buckets.append(Bucket(expires_at, int(requests), int(tokens)))
+    return tuple(buckets)
+
+
+def parse_state(window: str, in_flight: int, state_flat: list[str],
+                now: float) -> DeploymentState:
+    """A :class:`DeploymentState` from what ``snapshot.lua`` read, as seen at ``now``."""
     st = _fields(state_flat)
 
     def signal(name: str) -> tuple[int | None, float]:
@@ -93,7 +107,7 @@ def parse_state(window_flat: list[str], in_flight: int, state_flat: list[str],
     signal_requests, signal_requests_reset = signal("sig_req")
     signal_tokens, signal_tokens_reset = signal("sig_tok")
     return DeploymentState(
-        buckets=tuple(buckets), in_flight=in_flight,
+        buckets=_buckets(window, now), in_flight=in_flight,
         blocked_until=_float(st, "blocked_until") or 0.0,
         learned_parallel=_float(st, "learned"), latency=_float(st, "latency"),
         signal_requests=signal_requests, signal_requests_reset=signal_requests_reset,

@@ -1,8 +1,8 @@
 """Window arithmetic: when one more request fits a deployment's budget. Pure functions.
 
-Both budget backends (:mod:`schedulers.memory`, and ``schedulers/lua/_window.lua`` which
-mirrors this module line for line) and the picker decide with these, so a deployment the
-picker thinks is ready is one the backend grants.
+Both budget backends (:mod:`schedulers.memory` calls these; ``schedulers/lua/acquire.lua``
+makes the same decisions in Lua, held to them by a parity test) and the picker decide with
+these, so a deployment the picker thinks is ready is one the backend grants.
 """
 
 from __future__ import annotations

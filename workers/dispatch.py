@@ -14,6 +14,8 @@ from workers.runtime import Runtime
 RUN_CHUNK = "batchgate.run_chunk"
 DELIVER_WEBHOOK = "batchgate.deliver_webhook"
 WEBHOOK_CLAIM_LIMIT = 100
+EMBEDDINGS = "embeddings"
+FEED_CHUNKS = 4
 
 
 class Sender(Protocol):
@@ -30,9 +32,13 @@ class Dispatcher:
         self.sender = sender
 
     def chunk_size(self, job: Job) -> int:
-        """Batch items share a task; single and compare items each get their own, so the
-        models of a comparison run side by side."""
-        return self.runtime.settings.queue.chunk_size if job.kind is JobKind.BATCH else 1
+        """Batch items share a task (embeddings many, so they pack into full requests);
+        single and compare items each get their own, so the models of a comparison run side
+        by side."""
+        queue = self.runtime.settings.queue
+        if job.kind is not JobKind.BATCH:
+            return 1
+        return queue.embedding_chunk_size if job["endpoint"] == EMBEDDINGS else queue.chunk_size
 
     def feed(self, job: Job) -> int:
         """Hand out the job's next window of chunks; returns how many were sent."""
@@ -40,10 +46,14 @@ class Dispatcher:
         lease = settings.lease_seconds()
         size = self.chunk_size(job)
         # A chunk may wait on the broker before it starts: its first lease covers that wait
-        # plus a whole chunk; once running it is renewed item by item.
+        # plus a whole chunk of calls (an embeddings chunk makes a few packed calls); once
+        # running it is renewed as results come in. A window holds a few chunks at least, so
+        # big embedding chunks still overlap.
+        calls = min(size, settings.queue.chunk_size)
+        window = max(settings.queue.feed_window, FEED_CHUNKS * size)
         chunks = self.runtime.store.feed(
-            job.id, window=settings.queue.feed_window, chunk=size,
-            lease_deadline=time.time() + lease * (size + 1))
+            job.id, window=window, chunk=size,
+            lease_deadline=time.time() + lease * (calls + 1))
         for start, stop in chunks:
             self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop],
                                   queue=job.get("queue") or INTERACTIVE_QUEUE)

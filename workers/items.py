@@ -32,6 +32,8 @@ INLINE_WAIT = {Priority.INTERACTIVE: 1.0, Priority.BULK: 0.1}
 """Seconds an item may wait inside its worker slot; a longer wait goes back to the broker
 (cheaper than a broker round trip for a short wait, and a slot is never held for long)."""
 EMBEDDINGS = "embeddings"
+TPM_SHARE_PER_PACK = 20
+"""A pack holds at most 1/20 of the smallest declared tpm of its group."""
 
 NO_OPTIONS = RoutingOptions(fallbacks=None, disabled=False)
 Finished = tuple[int, Outcome, str]
@@ -143,19 +145,27 @@ class ItemRunner:
         self.record([result_of(item, result)])
         return None
 
-    def _limits(self, group: str) -> PackLimits:
+    def _limits(self, group: str) -> tuple[PackLimits, int | None]:
+        """What one item may never exceed (the strictest deployment of the group: a pack
+        must fit whichever takes it; tpm counts as a per-request token limit), and the token
+        size packs are filled to."""
         deployments: Sequence[Deployment] = self.gateway.scheduler.group(group)
         each = [limits_for(d) for d in deployments]
-        # A pack must fit whichever deployment takes it: the strictest limits of the group.
-        return PackLimits(
-            max_inputs=min(limit.max_inputs for limit in each),
-            max_tokens=min((lim.max_tokens for lim in each if lim.max_tokens is not None),
-                           default=None),
+        caps = [lim.max_tokens for lim in each if lim.max_tokens is not None]
+        caps += [d.tpm for d in deployments if d.tpm]
+        limits = PackLimits(
+            max_inputs=min(lim.max_inputs for lim in each),
+            max_tokens=min(caps) if caps else None,
             max_input_tokens=min((lim.max_input_tokens for lim in each
                                   if lim.max_input_tokens is not None), default=None))
+        # Where tpm is declared a pack stays a small share of it, so budget frees up for the
+        # next pack (and for interactive callers) in steps, not in one minute-sized lump.
+        fill = [c for c in [limits.max_tokens] if c is not None]
+        fill += [max(1, d.tpm // TPM_SHARE_PER_PACK) for d in deployments if d.tpm]
+        return limits, min(fill) if fill else None
 
     def _run_packed(self, batch: list[Item], journey: Journey) -> Deferral | None:
-        limits = self._limits(journey.group)
+        limits, fill = self._limits(journey.group)
         sizes: list[tuple[int, int]] = []
         sendable: list[Item] = []
         rejected: list[Finished] = []
@@ -170,7 +180,7 @@ class ItemRunner:
             sizes.append((len(per_input), sum(per_input)))
         if rejected:
             self.record(rejected)
-        packs = pack(sizes, max_inputs=limits.max_inputs, max_tokens=limits.max_tokens)
+        packs = pack(sizes, max_inputs=limits.max_inputs, max_tokens=fill)
         for n, one in enumerate(packs):
             members = [sendable[i] for i in one.indexes]
             deferral = self._send_pack(members, [sizes[i] for i in one.indexes], journey,

@@ -1,5 +1,6 @@
 -- Grants one request on a deployment when its budget has room now; else says until when not.
--- Prunes expired buckets (lazy HDEL) and in-flight grants whose lease ran out (dead workers).
+-- Forgets buckets that stopped counting and in-flight grants whose lease ran out (dead
+-- workers) on the way.
 -- KEYS[1] window hash  KEYS[2] inflight zset  KEYS[3] state hash
 -- ARGV[1] now ('' = Redis TIME)  ARGV[2] tokens  ARGV[3] priority: interactive|bulk
 -- ARGV[4] lease seconds  ARGV[5] reservation id
@@ -17,35 +18,23 @@ local interactive_until = num(st.interactive_until) or 0
 if priority == 'bulk' and interactive_until > now then
   return {0, fmt(interactive_until), 'interactive', fmt(now)}
 end
+local requests, tokens, low = settle(window, now)
 
--- The still-counting buckets {bucket, requests, tokens}; the others are deleted.
-local flat, live, dead, requests, tokens = redis.call('HGETALL', window), {}, {}, 0, 0
-for i = 1, #flat, 2 do
-  local bucket = tonumber(flat[i])
-  if bucket_expiry(bucket) <= now then
-    dead[#dead + 1] = flat[i]
-  else
-    local r, t = parse_counts(flat[i + 1])
-    live[#live + 1] = {bucket, r, t}
-    requests, tokens = requests + r, tokens + t
-  end
-end
-for i = 1, #dead, 1000 do
-  redis.call('HDEL', window, unpack(dead, i, math.min(i + 999, #dead)))
-end
-
-local sorted = false
--- When enough of the oldest buckets expire that total + need <= limit (window._drain_time).
-local function drain_time(column, total, limit)
-  local want = column == 2 and 1 or need
+-- When enough of the oldest buckets expire that total + want <= limit (window._drain_time):
+-- walks the buckets oldest first, usually only the first few.
+local function drain_time(column, total, want, limit)
   if want > limit then return math.huge end
-  if not sorted then
-    table.sort(live, function(a, b) return a[1] < b[1] end)
-    sorted = true
-  end
-  for _, bucket in ipairs(live) do
-    total = total - bucket[column]
-    if total + want <= limit then return math.max(now, bucket_expiry(bucket[1])) end
+  local last = bucket_of(now)
+  for from = low, last, WALK_CHUNK do
+    local names = bucket_names(from, math.min(from + WALK_CHUNK - 1, last))
+    local values = redis.call('HMGET', window, unpack(names))
+    for i = 1, #names do
+      if values[i] then
+        local counts = {parse_counts(values[i])}
+        total = total - counts[column]
+        if total + want <= limit then return math.max(now, bucket_expiry(from + i - 1)) end
+      end
+    end
   end
   return math.huge
 end
@@ -56,8 +45,8 @@ local function hold(name, t)
   if t > until_ then until_, reason = t, name end
 end
 hold('blocked', num(st.blocked_until) or 0)
-if rpm and requests + 1 > rpm then hold('rpm', drain_time(2, requests, rpm)) end
-if tpm and tokens + need > tpm then hold('tpm', drain_time(3, tokens, tpm)) end
+if rpm and requests + 1 > rpm then hold('rpm', drain_time(1, requests, 1, rpm)) end
+if tpm and tokens + need > tpm then hold('tpm', drain_time(2, tokens, need, tpm)) end
 local signal_requests, signal_tokens = signal(st, 'sig_req', now), signal(st, 'sig_tok', now)
 if signal_requests and signal_requests <= 0 then hold('signal_requests', num(st.sig_req_reset)) end
 if signal_tokens and signal_tokens < need then hold('signal_tokens', num(st.sig_tok_reset)) end
@@ -82,15 +71,21 @@ local bucket = bucket_of(now)
 local field = string.format('%d', bucket)
 local current, r, t = redis.call('HGET', window, field), 0, 0
 if current then r, t = parse_counts(current) end
-redis.call('HSET', window, field, string.format('%d %d', r + 1, t + need))
+redis.call('HSET', window, field, string.format('%d %d', r + 1, t + need),
+  'requests', string.format('%d', requests + 1), 'tokens', string.format('%d', tokens + need),
+  'low', string.format('%d', math.min(low, bucket)))  -- a clock stepping back stays counted
 redis.call('EXPIRE', window, WINDOW_TTL)
 redis.call('ZADD', inflight, fmt(now + lease), ARGV[5])
 if redis.call('PTTL', inflight) < lease * 1000 then
   redis.call('PEXPIRE', inflight, math.ceil(lease * 1000) + 1000)
 end
 if signal_requests or signal_tokens then
-  if signal_requests then redis.call('HSET', state, 'sig_req', string.format('%d', signal_requests - 1)) end
-  if signal_tokens then redis.call('HSET', state, 'sig_tok', string.format('%d', signal_tokens - need)) end
+  if signal_requests then
+    redis.call('HSET', state, 'sig_req', string.format('%d', signal_requests - 1))
+  end
+  if signal_tokens then
+    redis.call('HSET', state, 'sig_tok', string.format('%d', signal_tokens - need))
+  end
   expire_state(state, num(st.blocked_until) or 0, now)
 end
 return {1, field, fmt(now)}

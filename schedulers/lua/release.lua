@@ -24,22 +24,29 @@ local st, set = fields(state), {}
 local blocked = num(st.blocked_until) or 0
 
 -- What the grant counted: refunded when it never left, else corrected to the real tokens,
--- while its bucket still counts.
+-- while its bucket still counts (the window's totals move with it).
 local current = nil
-if bucket_expiry(tonumber(field)) > now then current = redis.call('HGET', window, field) end
-if current then
-  local r, t = parse_counts(current)
+if (outcome == 'unsent' or reported) and bucket_expiry(tonumber(field)) > now then
+  current = redis.call('HMGET', window, field, 'requests', 'tokens')
+end
+if current and current[1] then
+  local r, t = parse_counts(current[1])
+  local requests, tokens = num(current[2]) or 0, num(current[3]) or 0
+  local new_r, new_t
   if outcome == 'unsent' then
-    r, t = math.max(0, r - 1), math.max(0, t - granted)
-  elseif reported then
-    t = math.max(0, t + reported - granted)
+    new_r, new_t = math.max(0, r - 1), math.max(0, t - granted)
+  else
+    new_r, new_t = r, math.max(0, t + reported - granted)
   end
-  if r == 0 and t == 0 and outcome == 'unsent' then
+  requests, tokens = requests + new_r - r, tokens + new_t - t
+  if new_r == 0 and new_t == 0 and outcome == 'unsent' then
     redis.call('HDEL', window, field)
-  elseif outcome == 'unsent' or reported then
-    redis.call('HSET', window, field, string.format('%d %d', r, t))
-    redis.call('EXPIRE', window, WINDOW_TTL)
+  else
+    redis.call('HSET', window, field, string.format('%d %d', new_r, new_t))
   end
+  redis.call('HSET', window, 'requests', string.format('%d', requests),
+    'tokens', string.format('%d', tokens))
+  redis.call('EXPIRE', window, WINDOW_TTL)
 end
 if outcome == 'unsent' then
   local signal_requests, signal_tokens = signal(st, 'sig_req', now), signal(st, 'sig_tok', now)

@@ -7,6 +7,7 @@ processes sharing one deployment never get more than its budget.
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import random
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from typing import cast
 
 import pytest
 import redis
@@ -24,7 +26,7 @@ from config.settings import Deployment
 from schedulers.budget import WINDOW_TTL, RedisBudgets
 from schedulers.memory import MemoryBudgets
 from schedulers.state import CooldownPolicy, Denied, Grant, Outcome, Priority, Report, Signals
-from schedulers.window import REASONS, bucket_expiry
+from schedulers.window import REASONS, bucket_expiry, bucket_of
 from tests.support.redis_scan import delete_under, keys_under
 from tests.unit.test_memory_budgets import (
     BULK,
@@ -87,17 +89,34 @@ def test_redis_time_is_the_clock_when_none_is_injected(redis_client: redis.Redis
     assert budgets.snapshot([]).now >= before
 
 
-def test_acquire_deletes_buckets_that_stopped_counting(redis_client: redis.Redis,
-                                                       prefix: str) -> None:
+def oldest_counting(t: float) -> int:
+    """The oldest bucket still counting at ``t``."""
+    return next(b for b in itertools.count(bucket_of(t) - 250) if bucket_expiry(b) > t)
+
+
+def test_acquire_deletes_buckets_that_stopped_counting_and_keeps_totals(
+        redis_client: redis.Redis, prefix: str) -> None:
     clock = Clock()
     budgets, d = RedisBudgets(redis_client, Keys(prefix), clock), dep(rpm=100)
-    first = granted(budgets.acquire(d, 1, BULK, 300))
+    window = budgets.keys.deployment_window("d")
+
+    def stored() -> dict[str, str]:
+        return cast(dict[str, str], redis_client.hgetall(window))
+
+    first = granted(budgets.acquire(d, 3, BULK, 300))
     clock.advance(30)
-    granted(budgets.acquire(d, 1, BULK, 300))
-    assert redis_client.hlen(budgets.keys.deployment_window("d")) == 2
+    second = granted(budgets.acquire(d, 4, BULK, 300))
+    assert stored() == {str(first.bucket): "1 3", str(second.bucket): "1 4",
+                        "requests": "2", "tokens": "7", "low": str(oldest_counting(clock.now))}
     clock.now = bucket_expiry(first.bucket)
-    granted(budgets.acquire(d, 1, BULK, 300))
-    assert redis_client.hlen(budgets.keys.deployment_window("d")) == 2
+    third = granted(budgets.acquire(d, 5, BULK, 300))
+    assert stored() == {str(second.bucket): "1 4", str(third.bucket): "1 5",
+                        "requests": "2", "tokens": "9", "low": str(first.bucket + 1)}
+    assert oldest_counting(clock.now) == first.bucket + 1
+    clock.advance(3600)  # idle far longer than the window: recounted, not walked
+    granted(budgets.acquire(d, 6, BULK, 300))
+    assert {k: v for k, v in stored().items() if not k.isdigit()} == {
+        "requests": "1", "tokens": "6", "low": str(oldest_counting(clock.now))}
 
 
 # -- parity: the scripts do what MemoryBudgets (the reference) does -----------------------

@@ -107,11 +107,12 @@ def test_cooling_deployments_are_skipped_and_waited_for() -> None:
 
 def test_a_request_bigger_than_every_tpm_never_fits() -> None:
     got = choose([dep("a", tpm=100)], snap(), 101)
-    assert isinstance(got, Wait) and math.isinf(got.until)
+    assert isinstance(got, Wait)
+    assert math.isinf(got.until)
 
 
 def test_empty_group_is_an_error() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty model group"):
         choose([], snap(), 1)
 
 
