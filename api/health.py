@@ -60,3 +60,16 @@ def health() -> Response:
     """Probe every deployment with a small real call (LiteLLM's ``/health`` shape)."""
     gw = gateway()
     return jsonify(probe_all(gw, gw.settings.deployments))
+
+
+@bp.get("/health/budgets")
+def budgets() -> Response:
+    """Each deployment's rate-limit budget as the scheduler sees it: declared limits, use in
+    the sliding window, in flight, cooldown, the concurrency learned from 429s (AIMD), the
+    upstream's own reported limits, and latency."""
+    gw = gateway()
+    view = gw.scheduler.budgets.inspect(gw.settings.deployments)
+    groups: dict[str, dict[str, Any]] = {}
+    for d in gw.settings.deployments:
+        groups.setdefault(d.model_name, {})[d.id] = view.get(d.id, {})
+    return jsonify({"object": "budgets", "model_groups": groups})

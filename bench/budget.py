@@ -1,5 +1,7 @@
-"""Does the gateway spend the declared rpm/tpm budget fully, never overshoot it, and keep
-interactive requests fast while bulk work runs?
+"""Declared rpm/tpm budgets: spent fully, never overshot, interactive requests kept fast.
+
+Does the gateway spend the declared budget fully, never overshoot it (no upstream 429), and
+keep interactive requests fast while bulk work runs?
 
     .venv/bin/python bench/budget.py [--quick] [--embed-items 20000] [--chat-items 2000]
                                      [--embed-tpm 60000] [--chat-rpm 400] [--json out.json]
@@ -81,6 +83,10 @@ from _run import measured, publish, results_path, stop_on_signals
 
 FULL = {"embed_items": 20_000, "chat_items": 2_000, "embed_rpm": 300, "embed_tpm": 60_000,
         "chat_rpm": 400, "chat_tpm": 60_000, "baseline": 20, "job_timeout": 600.0}
+HELP = {"embed_items": "bulk embedding items", "chat_items": "bulk chat items",
+        "embed_rpm": "rpm of each embed deployment", "embed_tpm": "tpm of each embed deployment",
+        "chat_rpm": "rpm of each chat deployment", "chat_tpm": "tpm of each chat deployment",
+        "baseline": "interactive requests before the bulk", "job_timeout": "give bulk up after (s)"}
 QUICK = {"embed_items": 1_500, "chat_items": 200, "embed_rpm": 60, "embed_tpm": 6_000,
          "chat_rpm": 100, "chat_tpm": 6_000, "baseline": 6, "job_timeout": 300.0}
 
@@ -91,12 +97,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     for name, value in FULL.items():
         add(f"--{name.replace('_', '-')}", type=type(value), default=None,
-            help=f"default {value:,} ({QUICK[name]:,} with --quick)")
+            help=f"{HELP[name]}; default {value:,} ({QUICK[name]:,} with --quick)")
     add("--deployments", type=int, default=3, help="deployments per group")
     add("--interval", type=float, default=0.5, help="seconds between interactive requests")
     add("--max-tokens", type=int, default=16, help="max_tokens of every chat request")
     add("--latency-ms", type=float, default=100.0, help="upstream latency")
-    add("--quick", action="store_true", help="smoke test: small sizes (still ~70 s: windows)")
+    add("--quick", action="store_true", help="smoke test: small sizes (still ~80 s: 60 s windows)")
     add("--json", type=Path, default=None, help="write the figures here")
     add("--log-dir", type=Path, default=None, help="keep server logs here")
     args = parser.parse_args(argv)

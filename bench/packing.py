@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add = parser.add_argument
     add("--chunks", type=int, default=DEFAULT_CHUNKS, help="chunks to embed (200,000)")
     add("--jobs", type=int, default=1, help="split the chunks into this many batch jobs")
-    add("--in-flight", type=int, default=DEFAULT_IN_FLIGHT, help="direct client's requests")
+    add("--in-flight", type=int, default=DEFAULT_IN_FLIGHT, help="direct requests in flight")
     add("--queue-workers", type=int, default=1, help="Celery worker processes")
     add("--job-timeout", type=float, default=1800.0, help="give the jobs up after (s)")
     add("--quick", action="store_true", help=f"smoke test: {QUICK_CHUNKS:,} chunks")

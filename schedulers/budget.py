@@ -164,7 +164,8 @@ class RedisBudgets:
             self._now(), tokens, str(priority), lease, reservation, _arg(deployment.rpm),
             _arg(deployment.tpm), _arg(deployment.max_parallel_requests)]))
         if int(reply[0]) == 1:
-            return Grant(deployment.id, reservation, int(reply[1]), tokens, float(reply[2]))
+            return Grant(deployment.id, reservation, int(reply[1]), tokens, float(reply[2]),
+                         int(reply[3]), int(reply[4]))
         return Denied(float(reply[1]), reply[2])
 
     def release(self, grant: Grant, report: Report, deployment: Deployment,

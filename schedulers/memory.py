@@ -133,7 +133,9 @@ class MemoryBudgets:
                 budget.signal_requests -= 1
             if budget.signal_tokens is not None and now < budget.signal_tokens_reset:
                 budget.signal_tokens -= tokens
-            return Grant(deployment.id, reservation, bucket, tokens, now)
+            counted = budget.state(now)
+            return Grant(deployment.id, reservation, bucket, tokens, now, counted.requests,
+                         counted.tokens)
 
     def release(self, grant: Grant, report: Report, deployment: Deployment,
                 cooldown: CooldownPolicy) -> None:

@@ -128,6 +128,10 @@ class Grant:
     """The bucket the grant was counted in (where a token correction goes)."""
     tokens: int
     granted_at: float
+    window_requests: int = 0
+    """Requests counted in the deployment's window, this one included."""
+    window_tokens: int = 0
+    """Tokens counted in the deployment's window, this grant's included."""
 
 
 @dataclass(frozen=True, slots=True)

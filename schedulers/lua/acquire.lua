@@ -88,4 +88,4 @@ if signal_requests or signal_tokens then
   end
   expire_state(state, num(st.blocked_until) or 0, now)
 end
-return {1, field, fmt(now)}
+return {1, field, fmt(now), requests + 1, tokens + need}

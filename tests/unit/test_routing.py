@@ -123,7 +123,8 @@ def test_declared_rpm_is_never_exceeded_and_the_caller_hears_an_honest_retry_aft
     statuses = [client.post("/v1/chat/completions", json=CHAT) for _ in range(3)]
     assert [r.status_code for r in statuses] == [200, 200, 429]
     assert statuses[0].headers["x-ratelimit-limit-requests"] == "2"
-    assert statuses[1].headers["x-ratelimit-remaining-requests"] == "1"
+    assert statuses[0].headers["x-ratelimit-remaining-requests"] == "1"
+    assert statuses[1].headers["x-ratelimit-remaining-requests"] == "0"
     assert 55 <= int(statuses[2].headers["retry-after"]) <= 62
     assert len(upstream.seen) == 2
 
@@ -149,3 +150,17 @@ def test_a_cooling_deployment_is_skipped(
         client.post("/v1/chat/completions", json=CHAT)
     bad_calls = sum(1 for request, _b in upstream.seen if b'"bad"' in request.content)
     assert bad_calls <= 3
+
+
+def test_budgets_show_use_and_what_was_learned(
+        make_app: Callable[..., Flask], upstream: Upstream) -> None:
+    upstream.handlers["gpt-a"] = lambda r, b: httpx.Response(200, json=chat_reply("gpt-a"))
+    client = make_app(replace(deployment("gpt-a", "a1"), rpm=10, tpm=1000)).test_client()
+    client.post("/v1/chat/completions", json=CHAT)
+    view = client.get("/health/budgets").get_json()
+    budget = view["model_groups"]["gpt-a"]["a1"]
+    assert budget["limits"] == {"rpm": 10, "tpm": 1000, "max_parallel": None}
+    assert budget["requests"] == 1
+    assert budget["tokens"] == 2  # the estimate, corrected by the upstream's usage
+    assert budget["in_flight"] == 0
+    assert budget["latency"] is not None
