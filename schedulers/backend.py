@@ -25,6 +25,9 @@ from schedulers.state import (
 INTERACTIVE_HOLD = 0.5
 """Seconds past an interactive caller's ready time during which bulk grants are refused, so
 the budget that frees up then goes to the interactive caller."""
+INTERACTIVE_SHARE = 0.1
+"""Share of a deployment's rpm and tpm that bulk work leaves free while interactive callers
+have used the deployment within the last window, so they rarely wait behind a full window."""
 DEFAULT_THROTTLE_PAUSE = 1.0
 """Seconds a deployment pauses after a 429 that did not say how long (no ``Retry-After``)."""
 DEFAULT_SIGNAL_RESET = 60.0

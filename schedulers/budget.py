@@ -22,6 +22,7 @@ from schedulers.backend import (
     DEFAULT_SIGNAL_RESET,
     DEFAULT_THROTTLE_PAUSE,
     INTERACTIVE_HOLD,
+    INTERACTIVE_SHARE,
     LATENCY_ALPHA,
     MIN_CUT_INTERVAL,
     inspect_snapshot,
@@ -52,7 +53,8 @@ def _constants() -> str:
         "WINDOW_MARGIN": WINDOW_MARGIN, "WINDOW_TTL": WINDOW_TTL,
         "STATE_TTL": DEPLOYMENT_STATE_TTL,
         "DEFAULT_PARALLEL_WAIT": DEFAULT_PARALLEL_WAIT, "MIN_PARALLEL_WAIT": MIN_PARALLEL_WAIT,
-        "INTERACTIVE_HOLD": INTERACTIVE_HOLD, "DEFAULT_THROTTLE_PAUSE": DEFAULT_THROTTLE_PAUSE,
+        "INTERACTIVE_HOLD": INTERACTIVE_HOLD, "INTERACTIVE_SHARE": INTERACTIVE_SHARE,
+        "DEFAULT_THROTTLE_PAUSE": DEFAULT_THROTTLE_PAUSE,
         "DEFAULT_SIGNAL_RESET": DEFAULT_SIGNAL_RESET, "LATENCY_ALPHA": LATENCY_ALPHA,
         "MIN_CUT_INTERVAL": MIN_CUT_INTERVAL,
     }
@@ -177,7 +179,8 @@ class RedisBudgets:
             _arg(report.tokens), _arg(report.latency), _arg(s.retry_after),
             _arg(s.remaining_requests), _arg(s.reset_requests), _arg(s.remaining_tokens),
             _arg(s.reset_tokens), _arg(deployment.max_parallel_requests),
-            cooldown.allowed_fails, cooldown.cooldown_time, cooldown.window])
+            cooldown.allowed_fails, cooldown.cooldown_time, cooldown.window,
+            _arg(report.in_flight)])
 
 
 def _redis_time(client: redis.Redis) -> float:

@@ -19,11 +19,13 @@ from schedulers.backend import (
     DEFAULT_SIGNAL_RESET,
     DEFAULT_THROTTLE_PAUSE,
     INTERACTIVE_HOLD,
+    INTERACTIVE_SHARE,
     LATENCY_ALPHA,
     MIN_CUT_INTERVAL,
     inspect_snapshot,
 )
 from schedulers.state import (
+    WINDOW_SECONDS,
     Bucket,
     CooldownPolicy,
     Denied,
@@ -36,7 +38,7 @@ from schedulers.state import (
     Signals,
     Snapshot,
 )
-from schedulers.window import bucket_expiry, bucket_of, holding
+from schedulers.window import bucket_expiry, bucket_of, bulk_limits, holding
 
 
 @dataclass
@@ -59,6 +61,7 @@ class _Budget:
     signal_tokens: int | None = None
     signal_tokens_reset: float = 0.0
     interactive_until: float = 0.0
+    interactive_seen: float = -math.inf
 
     def prune(self, now: float) -> None:
         """Forget buckets that stopped counting and leases that ran out (dead workers)."""
@@ -116,12 +119,17 @@ class MemoryBudgets:
             budget = self._budget(deployment.id, now)
             if priority is Priority.BULK and budget.interactive_until > now:
                 return Denied(budget.interactive_until, "interactive")
-            until, reason = holding(Limits.of(deployment), budget.state(now), tokens, now)
+            limits = Limits.of(deployment)
+            if priority is Priority.BULK and budget.interactive_seen > now - WINDOW_SECONDS:
+                limits = bulk_limits(limits, tokens, INTERACTIVE_SHARE)
+            until, reason = holding(limits, budget.state(now), tokens, now)
             if until > now:
                 if priority is Priority.INTERACTIVE and math.isfinite(until):
                     budget.interactive_until = max(budget.interactive_until,
                                                    until + INTERACTIVE_HOLD)
                 return Denied(until, reason)
+            if priority is Priority.INTERACTIVE:
+                budget.interactive_seen = now
             bucket = bucket_of(now)
             counts = budget.window.setdefault(bucket, [0, 0])
             counts[0] += 1
@@ -145,7 +153,7 @@ class MemoryBudgets:
             budget = self._budget(grant.deployment_id, now)
             budget.in_flight.pop(grant.reservation, None)
             # The call being released was in flight, even when its lease already ran out.
-            in_flight_before = len(budget.in_flight) + 1
+            in_flight_before = max(len(budget.in_flight) + 1, report.in_flight or 0)
             counts = budget.window.get(grant.bucket)  # absent once it stopped counting
             if report.outcome is Outcome.UNSENT:
                 _refund(budget, grant, counts, now)

@@ -11,19 +11,33 @@ from __future__ import annotations
 
 import math
 import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from config.settings import DEFAULT_LEASE_MARGIN, Deployment, Settings
 from schedulers.backend import Budgets
 from schedulers.fallbacks import RoutingOptions, fallback_chain
-from schedulers.picker import Wait, choose
+from schedulers.picker import Strategy, Wait, choose
 from schedulers.retry import ErrorClass, RetryPolicy
-from schedulers.state import CooldownPolicy, Grant, Priority, Report, Snapshot
+from schedulers.state import (
+    NO_SIGNALS,
+    CooldownPolicy,
+    Grant,
+    Outcome,
+    Priority,
+    Report,
+    Snapshot,
+)
 
 MAX_RACES = 3
 """Candidates tried when other workers take the room first, before answering Busy."""
+UNTRACKED_STRATEGIES = frozenset({Strategy.SIMPLE_SHUFFLE, Strategy.COST_BASED})
+"""Strategies that rank without shared counts (so unlimited deployments need no reservation)."""
+UNTRACKED = ""
+UNTRACKED_BUCKET = -1
 SNAPSHOT_TTL = 0.05
 """Seconds a group's budget snapshot is reused for ranking deployments."""
 
@@ -36,6 +50,8 @@ class Reservation:
     grant: Grant
     headroom: dict[str, str]
     """The group's OpenAI-style ``x-ratelimit-*`` headers as of this reservation."""
+    tracked: bool = True
+    """False when nothing needed reserving (see :meth:`Scheduler.reserve`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +111,9 @@ class Scheduler:
             cooldown_time=router.cooldown_time)
         self._policies: dict[str, RetryPolicy] = {}
         self._snapshots: dict[str, tuple[Snapshot, float]] = {}
+        self._local: Counter[str] = Counter()
+        """Untracked calls in flight in this process, by deployment."""
+        self._lock = threading.Lock()
 
     def group(self, name: str) -> tuple[Deployment, ...]:
         """The deployments of a model group."""
@@ -118,6 +137,8 @@ class Scheduler:
             choice = choose(deployments, snapshot, tokens, strategy, self.rng, avoid)
             if isinstance(choice, Wait):
                 return Busy(max(0.0, choice.until - now))
+        if self._untracked(choice[0], snapshot):
+            return self._untracked_reservation(choice[0], tokens, now)
         earliest = math.inf
         for deployment in choice[:MAX_RACES]:
             got = self.budgets.acquire(deployment, tokens, priority, self.lease(deployment))
@@ -141,9 +162,40 @@ class Scheduler:
         self._snapshots[group] = (snapshot, time.monotonic())
         return snapshot, snapshot.now
 
+    def _untracked(self, deployment: Deployment, snapshot: Snapshot) -> bool:
+        """Whether a call needs no reservation: the deployment declares no limit, has learned
+        none and has no upstream limit in force, and the strategy ranks without shared
+        counts. Its calls then cost no Redis round trip while all goes well; a failure or a
+        rate-limit signal is still reported, and from the first 429 on (a learned limit) every
+        call is reserved and counted."""
+        if deployment.rpm or deployment.tpm or deployment.max_parallel_requests:
+            return False
+        if self.settings.router.routing_strategy not in UNTRACKED_STRATEGIES:
+            return False
+        state = snapshot.of(deployment.id)
+        return (state.learned_parallel is None and state.signal_requests is None
+                and state.signal_tokens is None)
+
+    def _untracked_reservation(self, deployment: Deployment, tokens: int,
+                               now: float) -> Reservation:
+        with self._lock:
+            self._local[deployment.id] += 1
+        grant = Grant(deployment.id, UNTRACKED, UNTRACKED_BUCKET, tokens, now)
+        return Reservation(deployment, grant, {}, tracked=False)
+
     def release(self, reservation: Reservation, report: Report) -> None:
         """Give the room back, saying how the call went."""
+        if not reservation.tracked:
+            with self._lock:
+                in_flight = self._local[reservation.deployment.id]
+                self._local[reservation.deployment.id] -= 1
+            if report.outcome in (Outcome.OK, Outcome.UNSENT) and report.signals == NO_SIGNALS:
+                return
+            report = replace(report, in_flight=in_flight)
         self.budgets.release(reservation.grant, report, reservation.deployment, self._cooldown)
+        if report.outcome is not Outcome.OK:
+            # It may be cooling or paused now: rank on fresh state next time.
+            self._snapshots.pop(reservation.deployment.model_name, None)
 
     def retry_policy(self, group: str) -> RetryPolicy:
         """``num_retries`` / ``retry_policy`` / ``model_group_retry_policy`` for a group."""

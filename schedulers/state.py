@@ -180,6 +180,9 @@ class Report:
     """The tokens the upstream charged (``usage.total_tokens``), to correct the estimate."""
     signals: Signals = NO_SIGNALS
     latency: float | None = None
+    in_flight: int | None = None
+    """The caller's own count of calls in flight to the deployment, this one included: what
+    an AIMD cut starts from when the backend did not track the call (an untracked grant)."""
 
 
 @dataclass(frozen=True, slots=True)

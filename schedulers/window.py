@@ -110,3 +110,15 @@ def holding(limits: Limits, state: DeploymentState, tokens: int,
         if t > until:
             until, reason = t, name
     return until, reason
+
+
+def bulk_limits(limits: Limits, tokens: int, share: float) -> Limits:
+    """The rpm and tpm bulk work may fill when ``share`` of them is kept for interactive
+    callers; never so small that a request of ``tokens`` could no longer fit at all."""
+    rpm = limits.rpm
+    if rpm is not None:
+        rpm = max(1, math.floor(rpm * (1 - share)))
+    tpm = limits.tpm
+    if tpm is not None and tokens <= math.floor(tpm * (1 - share)):
+        tpm = math.floor(tpm * (1 - share))
+    return Limits(rpm, tpm, limits.max_parallel)

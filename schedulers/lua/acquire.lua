@@ -19,6 +19,13 @@ if priority == 'bulk' and interactive_until > now then
   return {0, fmt(interactive_until), 'interactive', fmt(now)}
 end
 local requests, tokens, low = settle(window, now)
+-- window.bulk_limits: bulk leaves INTERACTIVE_SHARE free while interactive callers are about.
+if priority == 'bulk' and (num(st.interactive_seen) or -1) > now - WINDOW_SECONDS then
+  if rpm then rpm = math.max(1, math.floor(rpm * (1 - INTERACTIVE_SHARE))) end
+  if tpm and need <= math.floor(tpm * (1 - INTERACTIVE_SHARE)) then
+    tpm = math.floor(tpm * (1 - INTERACTIVE_SHARE))
+  end
+end
 
 -- When enough of the oldest buckets expire that total + want <= limit (window._drain_time):
 -- walks the buckets oldest first, usually only the first few.
@@ -78,6 +85,10 @@ redis.call('EXPIRE', window, WINDOW_TTL)
 redis.call('ZADD', inflight, fmt(now + lease), ARGV[5])
 if redis.call('PTTL', inflight) < lease * 1000 then
   redis.call('PEXPIRE', inflight, math.ceil(lease * 1000) + 1000)
+end
+if priority == 'interactive' then
+  redis.call('HSET', state, 'interactive_seen', fmt(now))
+  expire_state(state, num(st.blocked_until) or 0, now)
 end
 if signal_requests or signal_tokens then
   if signal_requests then

@@ -8,6 +8,7 @@
 -- ARGV[11] remaining tokens  ARGV[12] reset tokens seconds  (ARGV[6..12]: '' = not given)
 -- ARGV[13] max_parallel ('' = not declared)
 -- ARGV[14] allowed_fails  ARGV[15] cooldown_time seconds  ARGV[16] cooldown window seconds
+-- ARGV[17] the caller's own in-flight count ('' = not given; for calls this set never held)
 -- Returns now
 local window, inflight, state = KEYS[1], KEYS[2], KEYS[3]
 local now = clock(ARGV[1])
@@ -18,7 +19,7 @@ local declared = num(ARGV[13]) ~= nil
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', fmt(now))
 redis.call('ZREM', inflight, ARGV[2])
 -- The call being released was in flight, even when its lease already ran out.
-local in_flight_before = redis.call('ZCARD', inflight) + 1
+local in_flight_before = math.max(redis.call('ZCARD', inflight) + 1, num(ARGV[17]) or 0)
 
 local st, set = fields(state), {}
 local blocked = num(st.blocked_until) or 0

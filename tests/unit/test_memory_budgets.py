@@ -268,6 +268,20 @@ class BudgetBehaviour:
         clock.now = hold
         granted(budgets.acquire(d, 1, BULK, 30))
 
+    def test_bulk_leaves_a_share_free_while_interactive_callers_are_about(
+            self, budgets: Budgets, clock: Clock) -> None:
+        d = dep(rpm=20)
+        granted(budgets.acquire(d, 1, INTERACTIVE, 30))
+        for _ in range(17):  # 90 % of 20 = 18, one of them the interactive grant's
+            granted(budgets.acquire(d, 1, BULK, 30))
+        assert denied(budgets.acquire(d, 1, BULK, 30)).reason == "rpm"
+        granted(budgets.acquire(d, 1, INTERACTIVE, 30))
+        granted(budgets.acquire(d, 1, INTERACTIVE, 30))
+        assert denied(budgets.acquire(d, 1, INTERACTIVE, 30)).reason == "rpm"
+        other = dep("quiet", rpm=20)
+        for _ in range(20):  # no interactive caller there: bulk may fill it all
+            granted(budgets.acquire(other, 1, BULK, 30))
+
     def test_an_interactive_request_that_can_never_fit_holds_nothing(
             self, budgets: Budgets, clock: Clock) -> None:
         d = dep(tpm=10)
