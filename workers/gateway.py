@@ -163,7 +163,8 @@ class Gateway:
                 return self._done(tried, journey)
             journey, step = after_failure(
                 journey, tried.error, deployment_id=got.deployment.id,
-                retry_after=tried.signals.retry_after, policy=self.scheduler.retry_policy,
+                retry_after=self._retry_floor(tried.signals.retry_after),
+                policy=self.scheduler.retry_policy,
                 chains=lambda group, error: self.scheduler.fallbacks(group, error, options),
                 rng=self.scheduler.rng)
             if isinstance(step, GiveUp):
@@ -174,6 +175,14 @@ class Gateway:
             if time.monotonic() + step.delay > deadline:
                 return Deferred(step.delay, journey) if defer else self._done(tried, journey)
             time.sleep(step.delay)
+
+    def _retry_floor(self, asked: float | None) -> float | None:
+        """The least a retry waits: what the upstream asked, and ``router_settings.retry_after``
+        (LiteLLM's minimum time between retries)."""
+        floor = self.settings.router.retry_after
+        if floor <= 0:
+            return asked
+        return floor if asked is None else max(asked, floor)
 
     def _try(self, reservation: Reservation, endpoint: str, body: dict[str, Any],
              stream: bool) -> _Tried:
