@@ -164,3 +164,13 @@ def test_budgets_show_use_and_what_was_learned(
     assert budget["tokens"] == 2  # the estimate, corrected by the upstream's usage
     assert budget["in_flight"] == 0
     assert budget["latency"] is not None
+
+
+def test_router_retry_after_is_the_least_a_retry_waits(
+        make_app: Callable[..., Flask], upstream: Upstream) -> None:
+    handler = flaky(1, lambda: error(500), "gpt-a")
+    upstream.handlers["gpt-a"] = handler
+    app = make_app(router=RouterSettings(retry_after=0.8))
+    assert app.test_client().post("/v1/chat/completions", json=CHAT).status_code == 200
+    first, second = handler.calls  # type: ignore[attr-defined]
+    assert second - first >= 0.8  # the backoff alone would be 0.25-0.5 s
