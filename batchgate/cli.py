@@ -16,6 +16,7 @@ import click
 
 from batchgate import __version__
 from batchgate.errors import ConfigError
+from config.paths import default_files_dir
 from config.settings import Settings
 
 EXIT_CONFIG = 2
@@ -107,8 +108,9 @@ def up(config_path: str | None, host: str | None, port: int | None, num_workers:
 @contextlib.contextmanager
 def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
                     config_path: str) -> Iterator[None]:
-    """An embedded Redis when none is configured, a server key, and the Celery workers.
-    ``env`` is updated so that this process and its children agree on all three."""
+    """An embedded Redis when none is configured (with a files folder that goes with it), a
+    server key, and the Celery workers. ``env`` is updated so that this process and its
+    children agree on all of them."""
     from batchgate.processes import EmbeddedRedis, celery_args, spawn, stop
     from workers.webhooks.secretbox import SecretBox
 
@@ -121,6 +123,12 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
             stack.callback(redis.stop)
             env["BATCHGATE_REDIS_URL"] = redis.url
             click.echo(f"embedded redis on {redis.url} (nothing kept on disk)")
+            if settings.files.files_dir == default_files_dir(env, sys.platform):
+                # File records die with the embedded Redis, so their bodies must too: kept in
+                # the data directory they would pile up there, unreachable, run after run.
+                files = stack.enter_context(tempfile.TemporaryDirectory(prefix="batchgate-files-"))
+                env["BATCHGATE_FILES_DIR"] = files
+                click.echo(f"files in {files} (removed at exit, like the embedded redis)")
         if settings.queue.secret_key is None:
             # Ephemeral: webhook secrets of jobs still pending at a restart become unusable.
             env["BATCHGATE_SECRET_KEY"] = SecretBox.generate_key()

@@ -3,6 +3,7 @@
 from config.settings import (
     ENDPOINTS,
     Deployment,
+    FilesSettings,
     GeneralSettings,
     LiteLLMSettings,
     Provider,
@@ -16,6 +17,7 @@ from config.settings import (
 __all__ = [
     "ENDPOINTS",
     "Deployment",
+    "FilesSettings",
     "GeneralSettings",
     "LiteLLMSettings",
     "Provider",

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any, NoReturn
 
 from config._fields import Scope, resolve_env, to_float, to_int, to_mapping
+from config._files import files_env_overrides
 from config._queue import queue_env_overrides
 from config._sections import redis_url
 from config.settings import Secret, Settings
@@ -69,7 +70,8 @@ def apply_env_overrides(settings: Settings, env: Mapping[str, str]) -> Settings:
         router = replace(router, num_retries=to_int(scope, "BATCHGATE_NUM_RETRIES", value))
     return replace(settings, server=replace(settings.server, **server), general=general,
                    litellm=litellm, router=router,
-                   queue=queue_env_overrides(settings.queue, env, scope))
+                   queue=queue_env_overrides(settings.queue, env, scope),
+                   files=files_env_overrides(settings.files, env, scope))
 
 
 def _empty(scope: Scope, name: str) -> NoReturn:

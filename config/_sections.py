@@ -16,6 +16,7 @@ from config._fields import (
     to_mapping,
     to_str_list,
 )
+from config._files import FILES_KEYS
 from config._queue import QUEUE_KEYS
 from config.settings import (
     DEFAULT_ALLOWED_FAILS,
@@ -139,7 +140,8 @@ def parse_general(general: Section) -> GeneralSettings:
 
 def parse_server(server: Section) -> ServerSettings:
     """``batchgate_settings``: batchgate's own section, so unknown keys are errors."""
-    check_keys(server.scope, "", server.data, known=(*SERVER_KEYS, *QUEUE_KEYS), strict=True)
+    check_keys(server.scope, "", server.data, known=(*SERVER_KEYS, *QUEUE_KEYS, *FILES_KEYS),
+               strict=True)
     return ServerSettings(
         redis_url=redis_url(server.scope, "redis_url", server.get("redis_url")),
         key_prefix=_or(server.get_str("key_prefix"), DEFAULT_KEY_PREFIX),

@@ -16,6 +16,12 @@ each group lives in one Redis Cluster slot)::
     P:leases                  zset    "J|start|stop" chunk -> lease deadline (recovery)
     P:webhooks:due            zset    job id -> when its next delivery attempt is due
     P:idem:{O}:{digest}       string  "job id|body digest" for an Idempotency-Key
+    P:file:{F}                hash    a file's metadata: bytes, created_at, filename, purpose,
+                                      expires_at, owner (its body lives in the file store,
+                                      under the id, never in Redis); a deleted file keeps a
+                                      ``deleted`` tombstone here for FILE_TOMBSTONE_TTL
+    P:files:owner:{O}         zset    file ids of owner O by creation time (listing)
+    P:files:expiring          zset    file id -> expires_at, for files uploaded with one
     P:dep:{D}:window          hash    bucket number -> "requests tokens" granted in that bucket
                                       (rpm/tpm sliding window of deployment D, ~242 buckets),
                                       plus requests, tokens (totals) and low (oldest bucket kept)
@@ -38,6 +44,12 @@ TTL policy:
 - Idempotency keys expire after :data:`IDEMPOTENCY_TTL` (24 h, as OpenAI keeps them).
 - The index sets (``jobs:owner``, ``jobs:active``, ``leases``, ``webhooks:due``) carry no TTL:
   members leave when their work ends, and listing prunes owner entries whose job expired.
+- A file's record has no TTL: files live until deleted, or until their ``expires_at`` when
+  uploaded with ``expires_after`` (beat deletes record and body then; reads treat it as gone
+  from that second). Deleting a file leaves a tombstone record for
+  :data:`FILE_TOMBSTONE_TTL` (an hour) and its ``files:owner`` entry, so a list cursor
+  naming a file deleted mid-iteration still works; listing prunes entries whose record is
+  gone. ``files:owner`` and ``files:expiring`` carry no TTL.
 """
 
 from __future__ import annotations
@@ -45,6 +57,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 IDEMPOTENCY_TTL = 24 * 3600
+FILE_TOMBSTONE_TTL = 3600
 DEPLOYMENT_STATE_TTL = 24 * 3600
 
 
@@ -100,6 +113,19 @@ class Keys:
     def idempotency(self, owner: str, digest: str) -> str:
         """One Idempotency-Key of one owner (string)."""
         return f"{self.prefix}:idem:{owner}:{digest}"
+
+    def file(self, file_id: str) -> str:
+        """One file's metadata (hash)."""
+        return f"{self.prefix}:file:{file_id}"
+
+    def owner_files(self, owner: str) -> str:
+        """File ids of one owner by creation time (zset)."""
+        return f"{self.prefix}:files:owner:{owner}"
+
+    @property
+    def files_expiring(self) -> str:
+        """Files with an ``expires_at``, by that time (zset)."""
+        return f"{self.prefix}:files:expiring"
 
     def deployment(self, deployment_id: str) -> str:
         """The common stem of one deployment's budget keys (not a key itself)."""

@@ -25,7 +25,8 @@ A LiteLLM proxy config loads unchanged. What batchgate reads:
     (the config's value wins, as in LiteLLM, which copies them into ``os.environ``).
 ``batchgate_settings``
     batchgate's own: ``redis_url``, ``key_prefix``, ``max_request_bytes``,
-    ``connect_timeout``, ``host``, ``port``.
+    ``connect_timeout``, ``host``, ``port``; the queue's keys; the Files API's
+    ``files_dir`` and ``max_file_bytes``.
 
 Values and rules:
 
@@ -43,8 +44,9 @@ Values and rules:
   :func:`check_config`; a key that looks like a misspelling of one batchgate uses is an error.
 - Then ``BATCHGATE_REDIS_URL`` (or ``REDIS_URL``), ``BATCHGATE_KEY_PREFIX``,
   ``BATCHGATE_MAX_REQUEST_BYTES``, ``BATCHGATE_CONNECT_TIMEOUT``, ``BATCHGATE_HOST``,
-  ``BATCHGATE_PORT``, ``BATCHGATE_MASTER_KEY``, ``BATCHGATE_REQUEST_TIMEOUT`` and
-  ``BATCHGATE_NUM_RETRIES`` override the file; empty ones count as unset.
+  ``BATCHGATE_PORT``, ``BATCHGATE_MASTER_KEY``, ``BATCHGATE_REQUEST_TIMEOUT``,
+  ``BATCHGATE_NUM_RETRIES``, the queue's and the Files API's (``BATCHGATE_FILES_DIR``,
+  ``BATCHGATE_MAX_FILE_BYTES``) override the file; empty ones count as unset.
 
 Anything wrong raises one :class:`~batchgate.errors.ConfigError` naming the file, the entry
 (``model_list[2] (azure-gpt-3.5)``) and the field (``litellm_params.rpm``).
@@ -62,6 +64,7 @@ from batchgate.errors import ConfigError
 from config._deployments import parse_model_list
 from config._environment import apply_env_overrides, merged_env
 from config._fields import Scope, Section, describe, suggest, to_mapping
+from config._files import parse_files
 from config._queue import parse_queue
 from config._sections import parse_general, parse_litellm, parse_router, parse_server
 from config.settings import Settings
@@ -150,6 +153,7 @@ def _build(data: Any, source: str, env: Mapping[str, str]) -> tuple[Settings, li
         general=parse_general(section("general_settings")),
         server=parse_server(section("batchgate_settings")),
         queue=parse_queue(section("batchgate_settings")),
+        files=parse_files(section("batchgate_settings")),
     )
     return apply_env_overrides(settings, env), scope.notes
 

@@ -39,6 +39,8 @@ DEFAULT_MAX_WAIT = 60.0
 DEFAULT_WEBHOOK_TIMEOUT = 10.0
 DEFAULT_WEBHOOK_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 DEFAULT_LEASE_MARGIN = 30.0
+DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
+"""OpenAI's limit on a batch input file, 200 MB, read as MiB (the larger reading)."""
 
 RETRY_POLICY_KEYS = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "TimeoutErrorRetries",
                      "RateLimitErrorRetries", "ContentPolicyViolationErrorRetries",
@@ -230,6 +232,17 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class FilesSettings:
+    """The Files API's knobs (also in ``batchgate_settings``)."""
+
+    files_dir: str | None = None
+    """Where uploaded and generated files are kept; ``None`` means
+    :func:`config.paths.default_files_dir` (the loader fills it in)."""
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    """The largest file ``POST /v1/files`` accepts (413 above it)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything batchgate needs to run, loaded once at start."""
 
@@ -241,6 +254,7 @@ class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     queue: QueueSettings = field(default_factory=QueueSettings)
+    files: FilesSettings = field(default_factory=FilesSettings)
 
     def groups(self) -> dict[str, tuple[Deployment, ...]]:
         """Deployments by model group, in config order."""

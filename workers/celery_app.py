@@ -20,6 +20,7 @@ from workers.runtime import Runtime, redis_connections
 RECOVERY_INTERVAL = 2.0
 EXPIRY_INTERVAL = 5.0
 WEBHOOK_SCAN_INTERVAL = 1.0
+FILE_EXPIRY_INTERVAL = 60.0
 VISIBILITY_MARGIN = 300.0
 
 
@@ -65,6 +66,8 @@ def make_celery(runtime: Runtime) -> Celery:
             "scan-webhooks": {"task": "batchgate.scan_webhooks",
                               "schedule": WEBHOOK_SCAN_INTERVAL,
                               "options": {"queue": INTERACTIVE_QUEUE, "expires": 30}},
+            "expire-files": {"task": "batchgate.expire_files", "schedule": FILE_EXPIRY_INTERVAL,
+                             "options": {"queue": INTERACTIVE_QUEUE, "expires": 30}},
         },
         beat_schedule_filename=str(Path(tempfile.gettempdir()) / "batchgate-beat-schedule"),
     )

@@ -1,4 +1,5 @@
-"""Periodic upkeep (Celery beat): stuck chunks re-queued, overdue jobs expired, webhooks sent."""
+"""Periodic upkeep (Celery beat): stuck chunks re-queued, overdue jobs expired, webhooks sent,
+expired files deleted."""
 
 from __future__ import annotations
 
@@ -46,3 +47,9 @@ def expire_overdue(dispatcher: Dispatcher) -> int:
     if expired:
         dispatcher.webhooks()
     return expired
+
+
+def expire_files(dispatcher: Dispatcher) -> int:
+    """Delete files past their ``expires_at`` (record and body); reads already treat them
+    as gone, this frees the space."""
+    return dispatcher.runtime.files.expire_due()

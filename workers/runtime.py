@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from functools import cached_property
 
 import redis
 
 from batchgate.errors import BatchgateError
 from config.keys import Keys
+from config.paths import default_files_dir
 from config.settings import Settings
 from schedulers.backend import Budgets
 from schedulers.budget import RedisBudgets
 from schedulers.memory import MemoryBudgets
 from schedulers.scheduler import Scheduler
+from workers.file_service import FileService
+from workers.files import FileCatalog
+from workers.filestore import LocalDirectoryStore
 from workers.gateway import Gateway
 from workers.store import JobStore
 from workers.upstream import UpstreamClient
@@ -33,7 +39,7 @@ class QueueUnavailableError(BatchgateError):
 
 
 class Runtime:
-    """Settings plus the clients built from them: Redis, the job store, the gateway."""
+    """Settings plus the clients built from them: Redis, the job store, the gateway, files."""
 
     def __init__(self, settings: Settings, *, client: UpstreamClient | None = None) -> None:
         self.settings = settings
@@ -74,3 +80,11 @@ class Runtime:
     def secretbox(self) -> SecretBox | None:
         key = self.settings.queue.secret_key
         return SecretBox(key.reveal()) if key else None
+
+    @cached_property
+    def files(self) -> FileService:
+        """File bodies in the local directory store, their records in Redis."""
+        folder = self.settings.files.files_dir or default_files_dir(os.environ, sys.platform)
+        store = LocalDirectoryStore(folder)
+        store.sweep_partials()
+        return FileService(FileCatalog(self.redis, self.keys), store)

@@ -46,3 +46,9 @@ def expire(self: Any) -> int:
 def scan_webhooks(self: Any) -> int:
     """Send the webhook deliveries that are due."""
     return _dispatcher(self).webhooks()
+
+
+@shared_task(bind=True, name="batchgate.expire_files")
+def expire_files(self: Any) -> int:
+    """Delete files past their expires_at."""
+    return maintenance.expire_files(_dispatcher(self))
