@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import signal
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -55,6 +57,14 @@ def publish(report: dict[str, Any], rendered: str, json_path: Path | None) -> No
 def results_path(name: str, quick: bool = False) -> Path:
     """The default JSON file of a benchmark: bench/results/<name>[-quick].json (git-ignored)."""
     return Path(__file__).parent / "results" / f"{name}{'-quick' if quick else ''}.json"
+
+
+def logs_folder(chosen: Path | None, stack: contextlib.ExitStack) -> Path:
+    """Where servers write their logs: ``--log-dir`` (created), else a temporary directory
+    removed when ``stack`` closes."""
+    folder = chosen or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def machine_settings(load_before: float) -> dict[str, Any]:

@@ -50,7 +50,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,7 +78,7 @@ from _procs import (
     upstream_stats,
     write_gateway_config,
 )
-from _run import measured, publish, results_path, stop_on_signals
+from _run import logs_folder, measured, publish, results_path, stop_on_signals
 
 FULL = {"embed_items": 20_000, "chat_items": 2_000, "embed_rpm": 300, "embed_tpm": 60_000,
         "chat_rpm": 400, "chat_tpm": 60_000, "baseline": 20, "job_timeout": 600.0}
@@ -139,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 def _servers(args: argparse.Namespace) -> Iterator[tuple[ManagedProcess, ManagedProcess]]:
     """Upstream models with limits, the gateway declaring the same ones; always stopped."""
     with contextlib.ExitStack() as stack:
-        log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs_folder(args.log_dir, stack)
         limits = {g: {"rpm": getattr(args, f"{g}_rpm"), "tpm": getattr(args, f"{g}_tpm")}
                   for g in ("embed", "chat")}
         names = {g: [f"{g}-{n + 1}" for n in range(args.deployments)] for g in limits}

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +43,7 @@ from _procs import (
     stop,
     write_gateway_config,
 )
-from _run import machine_settings, measured, publish, results_path, stop_on_signals
+from _run import logs_folder, machine_settings, measured, publish, results_path, stop_on_signals
 from _stats import fmt, format_table, ratio, summarize
 
 LATENCIES_MS = {"a": 100.0, "b": 300.0, "c": 600.0}
@@ -100,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 def _gateway(args: argparse.Namespace) -> Iterator[ManagedProcess]:
     """The upstream (a/b/c latencies) and `batchgate up` in front of it; always stopped."""
     with contextlib.ExitStack() as stack:
-        log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs_folder(args.log_dir, stack)
         models = {name: {"latency_ms": ms} for name, ms in LATENCIES_MS.items()}
         upstream = start_fake_upstream(log_dir, config={"models": models})
         stack.callback(stop, upstream)

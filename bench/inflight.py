@@ -21,9 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,7 +43,7 @@ from _procs import (
     stop,
     write_proxy_config,
 )
-from _run import measured, publish, stop_on_signals
+from _run import logs_folder, machine_settings, measured, publish, stop_on_signals
 from _stats import fmt, format_table, summarize_samples
 
 from config.settings import DEFAULT_CHUNK_SIZE, DEFAULT_WORKER_CONCURRENCY
@@ -114,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios: list[Scenario] = []
     def run() -> None:
         with contextlib.ExitStack() as stack:
-            log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            log_dir.mkdir(parents=True, exist_ok=True)
+            log_dir = logs_folder(args.log_dir, stack)
             upstream_config = {"defaults": {"latency_ms": args.latency_ms}}
             upstream = start_fake_upstream(log_dir, config=upstream_config)
             stack.callback(stop, upstream)
@@ -401,10 +398,7 @@ def _settings(args: argparse.Namespace, load_before: float) -> dict[str, Any]:
         "feed_window": args.feed_window,
         "sample_ms": args.sample_ms,
         "singles": args.singles,
-        "cpus": os.cpu_count(),
-        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "python": platform.python_version(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **machine_settings(load_before),
     }
 
 

@@ -16,9 +16,7 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +34,7 @@ from _procs import (
     tree_cpu_by_role,
     write_proxy_config,
 )
-from _run import measured, publish, stop_on_signals
+from _run import logs_folder, machine_settings, measured, publish, stop_on_signals
 
 DEFAULT_REQUESTS = 2000
 DEFAULT_WARMUP = 100
@@ -149,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 def _servers(args: argparse.Namespace) -> Iterator[list[BenchPath]]:
     """Start upstream, batchgate and the peer; yield the paths to load; always stop them."""
     with contextlib.ExitStack() as stack:
-        log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs_folder(args.log_dir, stack)
         upstream = start_fake_upstream(log_dir)
         stack.callback(stop, upstream)
         config = write_proxy_config(log_dir / "config.yaml", upstream.base_url)
@@ -249,10 +246,7 @@ def _settings(
         "workers": args.workers,
         "peer": args.peer,
         "peer_version": peer_version,
-        "cpus": os.cpu_count(),
-        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "python": platform.python_version(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **machine_settings(load_before),
     }
 
 

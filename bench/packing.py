@@ -32,7 +32,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +51,7 @@ from _procs import (
     upstream_stats,
     write_gateway_config,
 )
-from _run import measured, publish, results_path, stop_on_signals
+from _run import logs_folder, measured, publish, results_path, stop_on_signals
 
 GROUP = "embed"
 DEFAULT_CHUNKS, QUICK_CHUNKS = 200_000, 10_000
@@ -124,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 def _servers(args: argparse.Namespace) -> Iterator[tuple[ManagedProcess, ManagedProcess]]:
     """The unlimited upstream and `batchgate up` sized for the submission; always stopped."""
     with contextlib.ExitStack() as stack:
-        log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs_folder(args.log_dir, stack)
         behaviour = {"latency_ms": 0, "max_inputs": MAX_INPUTS, "embedding_dim": DIM}
         config = {"defaults": behaviour, "log_size": args.chunks + 10_000}
         upstream = start_fake_upstream(log_dir, config=config)

@@ -20,9 +20,7 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from _procs import (
     tree_cpu_seconds,
     write_proxy_config,
 )
-from _run import measured, publish, stop_on_signals
+from _run import logs_folder, machine_settings, measured, publish, stop_on_signals
 from _stats import fmt, format_table, summarize
 
 DEFAULT_REQUESTS = 300
@@ -110,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 def _servers(args: argparse.Namespace) -> Iterator[Servers]:
     """Start the upstream and `batchgate up` (private Redis); always stop both."""
     with contextlib.ExitStack() as stack:
-        log_dir = args.log_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir = logs_folder(args.log_dir, stack)
         upstream_config = {"defaults": {"latency_ms": args.latency_ms}}
         upstream = start_fake_upstream(log_dir, config=upstream_config)
         stack.callback(stop, upstream)
@@ -325,10 +322,7 @@ def _settings(args: argparse.Namespace, load_before: float) -> dict[str, Any]:
         "wait_s": args.wait,
         "job_timeout_s": args.job_timeout,
         "queue_workers": args.queue_workers,
-        "cpus": os.cpu_count(),
-        "loadavg_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "python": platform.python_version(),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **machine_settings(load_before),
     }
 
 
