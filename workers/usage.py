@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from schedulers.tokens import charged_tokens
+
 _USAGE = b'"usage"'
 _DECODER = json.JSONDecoder()
 
@@ -33,13 +35,6 @@ def usage_object(body: bytes) -> dict[str, Any] | None:
 
 
 def usage_tokens(body: bytes) -> int | None:
-    """``usage.total_tokens`` (or prompt + completion tokens), or ``None`` when absent."""
-    usage = usage_object(body)
-    if usage is None:
-        return None
-    total = usage.get("total_tokens")
-    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
-        return total
-    parts = [usage.get("prompt_tokens"), usage.get("completion_tokens")]
-    counted = [p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p >= 0]
-    return sum(counted) if counted else None
+    """The tokens the upstream charged (:func:`schedulers.tokens.charged_tokens`'s rule), or
+    ``None`` when its answer says nothing usable."""
+    return charged_tokens({"usage": usage_object(body)})
