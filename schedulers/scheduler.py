@@ -70,29 +70,21 @@ def headroom(group: Sequence[Deployment], snapshot: Snapshot,
              grant: Grant | None = None) -> dict[str, str]:
     """``x-ratelimit-limit|remaining-requests|tokens`` summed over the group, for the limits
     every deployment of the group declares (the granted deployment's use as of its grant)."""
-    def requests(d: Deployment) -> int:
+    def used(d: Deployment, kind: str) -> int:
         if grant is not None and grant.deployment_id == d.id:
-            return grant.window_requests
-        return snapshot.of(d.id).requests
-
-    def tokens(d: Deployment) -> int:
-        if grant is not None and grant.deployment_id == d.id:
-            return grant.window_tokens
-        return snapshot.of(d.id).tokens
+            return grant.window_requests if kind == "requests" else grant.window_tokens
+        state = snapshot.of(d.id)
+        return state.requests if kind == "requests" else state.tokens
 
     out: dict[str, str] = {}
-    rpm = [d.rpm for d in group]
-    tpm = [d.tpm for d in group]
-    if all(limit is not None for limit in rpm):
-        used = sum(min(d.rpm or 0, requests(d)) for d in group)
-        total = sum(limit or 0 for limit in rpm)
-        out["x-ratelimit-limit-requests"] = str(total)
-        out["x-ratelimit-remaining-requests"] = str(max(0, total - used))
-    if all(limit is not None for limit in tpm):
-        used = sum(min(d.tpm or 0, tokens(d)) for d in group)
-        total = sum(limit or 0 for limit in tpm)
-        out["x-ratelimit-limit-tokens"] = str(total)
-        out["x-ratelimit-remaining-tokens"] = str(max(0, total - used))
+    for kind, limits in (("requests", [d.rpm for d in group]),
+                         ("tokens", [d.tpm for d in group])):
+        if any(limit is None for limit in limits):
+            continue
+        declared = [limit or 0 for limit in limits]
+        spent = sum(min(limit, used(d, kind)) for d, limit in zip(group, declared, strict=True))
+        out[f"x-ratelimit-limit-{kind}"] = str(sum(declared))
+        out[f"x-ratelimit-remaining-{kind}"] = str(max(0, sum(declared) - spent))
     return out
 
 

@@ -105,19 +105,20 @@ class Gateway:
         """One call to ``deployment``, outside the scheduler (health probes)."""
         return interpret(self._client.send(deployment, endpoint, self.payload(deployment, body)))
 
-    def patience(self, group: str) -> float:
-        """How long a sync caller of ``group`` waits for room: its upstream timeout."""
-        return max(self.settings.timeout_for(d) for d in self.scheduler.group(group))
+    def patience(self, group: str, timeout: float | None = None) -> float:
+        """How long a sync caller of ``group`` waits for room: the group's upstream timeout,
+        or the caller's ``timeout`` when shorter."""
+        longest = max(self.settings.timeout_for(d) for d in self.scheduler.group(group))
+        return longest if timeout is None else min(timeout, longest)
 
     def complete(self, group: str, endpoint: str, body: dict[str, Any],
                  timeout: float | None = None) -> Answer:
         """A sync call to ``group``: waits for room and retries within the group's timeout
         (or the caller's, when shorter)."""
         body, options = self.options(body)
-        patience = self.patience(group) if timeout is None else min(timeout,
-                                                                    self.patience(group))
         result = self.run(Journey.start(group), endpoint, body, options,
-                          priority=Priority.INTERACTIVE, patience=patience)
+                          priority=Priority.INTERACTIVE,
+                          patience=self.patience(group, timeout))
         assert isinstance(result, Answer)  # run() defers only when asked to
         return result
 
@@ -231,10 +232,9 @@ class Gateway:
         """A streaming call: the open stream on 2xx (room released when it closes), else the
         answer for the failure, after the same retries and fallbacks as any call."""
         body, options = self.options(body)
-        patience = self.patience(group) if timeout is None else min(timeout,
-                                                                    self.patience(group))
         result = self.run(Journey.start(group), endpoint, body, options,
-                          priority=Priority.INTERACTIVE, patience=patience, stream=True)
+                          priority=Priority.INTERACTIVE,
+                          patience=self.patience(group, timeout), stream=True)
         assert not isinstance(result, Deferred)  # run() defers only when asked to
         return result
 
