@@ -9,7 +9,6 @@ server, answered with a bare 500 envelope.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
@@ -24,6 +23,7 @@ from batchgate.errors import (
     RateLimitedError,
     RequestError,
 )
+from workers.schemas import first_field_error
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +43,9 @@ def error_response(error: BatchgateError) -> Response:
     return response
 
 
-def _first_field_error(messages: Any, prefix: str = "") -> tuple[str, str]:
-    """The first (param path, message) in marshmallow's nested error dict."""
-    if isinstance(messages, dict):
-        for key, value in messages.items():
-            name = "" if key == "_schema" else str(key)
-            path = ".".join(part for part in (prefix, name) if part)
-            if isinstance(value, dict | list):
-                return _first_field_error(value, path)
-            return path, str(value)
-    if isinstance(messages, list) and messages:
-        if all(isinstance(m, str) for m in messages):
-            return prefix, " ".join(messages)
-        return _first_field_error(messages[0], prefix)
-    return prefix, str(messages)
-
-
 def validation_error(exc: ValidationError) -> RequestError:
     """Our 400 for a marshmallow error, naming the first offending field."""
-    param, message = _first_field_error(exc.messages)
+    param, message = first_field_error(exc.messages)
     text = f"{param}: {message}" if param else message
     return RequestError(f"Invalid request body: {text}", param=param or None,
                         code="invalid_request_body")

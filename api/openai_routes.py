@@ -15,10 +15,10 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from api.schemas import SCHEMAS
 from batchgate.errors import BatchgateError, RequestError
 from workers.answers import Answer
 from workers.gateway import Gateway
+from workers.schemas import SCHEMAS
 from workers.upstream import UpstreamStream
 
 bp = Blueprint("openai", __name__)

@@ -6,15 +6,13 @@ from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates
 
+from workers.batch_lines import ENDPOINT_ALIASES
+
 WRAPPER_FIELDS = ("endpoint", "requests", "metadata", "webhook", "priority",
                   "completion_window")
 """Keys that describe the job, never sent upstream."""
 WEBHOOK_EVENTS = ("job.completed", "job.failed", "job.cancelled", "job.expired")
-ENDPOINT_ALIASES = {f"{prefix}/{name}": name
-                    for name in ("chat/completions", "completions", "embeddings", "moderations")
-                    for prefix in ("/v1", "")}
 MAX_METADATA_PAIRS = 16
-MAX_CUSTOM_ID = 64
 
 
 class WebhookSchema(Schema):
@@ -22,13 +20,6 @@ class WebhookSchema(Schema):
     secret = fields.String(validate=validate.Length(max=200))
     events = fields.List(fields.String(validate=validate.OneOf(WEBHOOK_EVENTS)),
                          validate=validate.Length(min=1))
-
-
-class BatchRequestSchema(Schema):
-    custom_id = fields.String(required=True, validate=validate.Length(min=1, max=MAX_CUSTOM_ID))
-    body = fields.Dict(required=True)
-    method = fields.String(validate=validate.Equal("POST"))
-    url = fields.String()
 
 
 class SubmissionSchema(Schema):
@@ -55,4 +46,3 @@ class SubmissionSchema(Schema):
 
 
 SUBMISSION = SubmissionSchema()
-BATCH_REQUEST = BatchRequestSchema()

@@ -11,13 +11,10 @@ import json
 import time
 from typing import Any
 
-from marshmallow import ValidationError
-
-from api.errors import validation_error
-from api.queue_schemas import BATCH_REQUEST, ENDPOINT_ALIASES, SUBMISSION, WRAPPER_FIELDS
-from api.schemas import SCHEMAS
-from batchgate.errors import BatchgateError, PayloadTooLargeError, RequestError
+from api.queue_schemas import SUBMISSION, WRAPPER_FIELDS
+from batchgate.errors import PayloadTooLargeError, RequestError
 from config.durations import parse_duration
+from workers.batch_lines import ENDPOINT_ALIASES, check_body, check_request
 from workers.gateway import Gateway
 from workers.jobs import DEFAULT_PRIORITY, Item, JobKind, NewJob, new_job_id
 from workers.runtime import QueueUnavailableError, Runtime
@@ -25,8 +22,6 @@ from workers.webhooks.signing import check_secret, new_secret
 from workers.webhooks.urls import check_url
 
 MAX_COMPLETION_WINDOW = 30 * 24 * 3600.0
-COMPARE_SEPARATOR = "::"
-"""A batch line naming several models becomes one item per model: ``<custom_id>::<model>``."""
 
 
 def _infer_endpoint(body: dict[str, Any]) -> str:
@@ -41,35 +36,17 @@ def _infer_endpoint(body: dict[str, Any]) -> str:
                        param="endpoint")
 
 
-def _check_body(endpoint: str, body: dict[str, Any], where: str) -> str:
-    """Validate one request body; returns its ``model``. ``where`` prefixes error params."""
-    try:
-        loaded = SCHEMAS[endpoint].load(body)
-    except ValidationError as exc:
-        error = validation_error(exc)
-        param = f"{where}.{error.param}" if where and error.param else (error.param or where)
-        raise RequestError(f"{where + ': ' if where else ''}{error.message}", param=param,
-                           code="invalid_request_body") from None
-    if body.get("stream") is True:
-        raise RequestError("Queued requests cannot be streamed: drop 'stream'.",
-                           param=f"{where}.stream" if where else "stream")
-    return str(loaded["model"])
-
-
-def _resolve(gateway: Gateway, model: str, where: str) -> list[str]:
-    try:
-        return gateway.resolve(model)
-    except BatchgateError as exc:
-        if where:
-            exc.message = f"{where}: {exc.message}"
-            exc.param = f"{where}.model"
-        raise
+def _at(exc: RequestError, where: str) -> RequestError:
+    """``exc`` as an error of the request at ``where`` (e.g. ``requests[3]``)."""
+    if where:
+        exc.message = f"{where}: {exc.message}"
+        exc.param = f"{where}.{exc.param}" if exc.param else where
+    return exc
 
 
 def _single(gateway: Gateway, endpoint: str, body: dict[str, Any]) -> tuple[JobKind, list[Item]]:
     request = {k: v for k, v in body.items() if k not in WRAPPER_FIELDS}
-    model = _check_body(endpoint, request, "")
-    groups = _resolve(gateway, model, "")
+    groups = gateway.resolve(check_body(endpoint, request))
     if len(groups) == 1:
         return JobKind.SINGLE, [Item(0, "request", groups[0], {**request, "model": groups[0]})]
     return JobKind.COMPARE, [Item(i, group, group, {**request, "model": group})
@@ -84,32 +61,17 @@ def _batch(gateway: Gateway, endpoint: str, lines: list[Any], limit: int) -> lis
     seen: dict[str, int] = {}
     for line, raw in enumerate(lines):
         where = f"requests[{line}]"
-        if not isinstance(raw, dict):
-            raise RequestError(f"{where}: each request must be an object with 'custom_id' "
-                               "and 'body'", param=where, code="invalid_batch_request")
         try:
-            request = BATCH_REQUEST.load(raw)
-        except ValidationError as exc:
-            error = validation_error(exc)
-            raise RequestError(f"{where}: {error.message}",
-                               param=f"{where}.{error.param}" if error.param else where,
-                               code="invalid_batch_request") from None
-        custom_id = request["custom_id"]
-        if custom_id in seen:
-            raise RequestError(f"{where}: custom_id {custom_id!r} is already used by "
-                               f"requests[{seen[custom_id]}]", param=f"{where}.custom_id",
-                               code="duplicate_custom_id")
-        seen[custom_id] = line
-        url = request.get("url")
-        if url is not None and ENDPOINT_ALIASES.get(url) != endpoint:
-            raise RequestError(f"{where}: url {url!r} does not match the job's endpoint "
-                               f"'/v1/{endpoint}'", param=f"{where}.url",
-                               code="invalid_url")
-        body = request["body"]
-        groups = _resolve(gateway, _check_body(endpoint, body, f"{where}.body"), f"{where}.body")
-        for group in groups:
-            item_id = custom_id if len(groups) == 1 else f"{custom_id}{COMPARE_SEPARATOR}{group}"
-            items.append(Item(len(items), item_id, group, {**body, "model": group}))
+            request = check_request(raw, endpoint, gateway.resolve)
+        except RequestError as exc:
+            raise _at(exc, where) from None
+        if request.custom_id in seen:
+            raise RequestError(f"{where}: custom_id {request.custom_id!r} is already used by "
+                               f"requests[{seen[request.custom_id]}]",
+                               param=f"{where}.custom_id", code="duplicate_custom_id")
+        seen[request.custom_id] = line
+        items += [Item(len(items) + i, item_id, group, body)
+                  for i, (item_id, group, body) in enumerate(request.items())]
     return items
 
 

@@ -110,3 +110,19 @@ SCHEMAS: dict[str, Schema] = {
     "moderations": ModerationSchema(),
 }
 """One schema instance per endpoint (marshmallow schemas are reusable and thread-safe)."""
+
+
+def first_field_error(messages: Any, prefix: str = "") -> tuple[str, str]:
+    """The first (param path, message) in marshmallow's nested error dict."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = "" if key == "_schema" else str(key)
+            path = ".".join(part for part in (prefix, name) if part)
+            if isinstance(value, dict | list):
+                return first_field_error(value, path)
+            return path, str(value)
+    if isinstance(messages, list) and messages:
+        if all(isinstance(m, str) for m in messages):
+            return prefix, " ".join(messages)
+        return first_field_error(messages[0], prefix)
+    return prefix, str(messages)
