@@ -6,7 +6,7 @@ import time
 
 from flask import Flask
 
-from api import files_routes, health, openai_routes, queue_routes
+from api import batches_routes, files_routes, health, openai_routes, queue_routes
 from api.auth import install_auth
 from api.errors import register_error_handlers
 from config.settings import Settings
@@ -34,5 +34,6 @@ def create_app(settings: Settings, *, client: UpstreamClient | None = None) -> F
     app.register_blueprint(openai_routes.bp)
     app.register_blueprint(queue_routes.bp)
     app.register_blueprint(files_routes.bp)
+    app.register_blueprint(batches_routes.bp)
     app.register_blueprint(health.bp)
     return app

@@ -248,8 +248,8 @@ def cancel_job(job_id: str) -> Response:
     if not stopped and status != JobStatus.CANCELLING:
         raise ConflictError(f"Job {job_id!r} has already ended ({status}).",
                             code="job_not_cancellable")
-    if status in (JobStatus.CANCELLED,):
-        dispatcher().webhooks()
+    if status in (JobStatus.CANCELLED, JobStatus.FINALIZING):
+        dispatcher().ended()
     return jsonify((runtime().store.get(job.id) or job).public())
 
 

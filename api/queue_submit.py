@@ -94,6 +94,21 @@ def digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def seal_webhook(runtime: Runtime, webhook: dict[str, Any]) -> tuple[str, str | None]:
+    """A checked webhook's secret, encrypted for the job record, and the secret to show once
+    (when the caller gave none and we made it)."""
+    check_url(webhook["url"], runtime.settings.queue.webhook_allowed_hosts)
+    secret = webhook.get("secret")
+    shown_secret = None
+    if secret is None:
+        secret = shown_secret = new_secret()
+    check_secret(secret)
+    if runtime.secretbox is None:
+        raise QueueUnavailableError("Webhooks need a server key to keep their secret "
+                                    "encrypted: set BATCHGATE_SECRET_KEY.")
+    return runtime.secretbox.encrypt(secret), shown_secret
+
+
 def build_job(runtime: Runtime, body: dict[str, Any], owner: str) -> tuple[NewJob, str | None]:
     """The job a submission describes, and the webhook secret to show once (when we made it)."""
     spec = SUBMISSION.load(body)
@@ -108,17 +123,7 @@ def build_job(runtime: Runtime, body: dict[str, Any], owner: str) -> tuple[NewJo
             else _infer_endpoint(body)
         kind, items = _single(gateway, endpoint, body)
     webhook = spec.get("webhook")
-    sealed, shown_secret = None, None
-    if webhook:
-        check_url(webhook["url"], settings.queue.webhook_allowed_hosts)
-        secret = webhook.get("secret")
-        if secret is None:
-            secret = shown_secret = new_secret()
-        check_secret(secret)
-        if runtime.secretbox is None:
-            raise QueueUnavailableError("Webhooks need a server key to keep their secret "
-                                        "encrypted: set BATCHGATE_SECRET_KEY.")
-        sealed = runtime.secretbox.encrypt(secret)
+    sealed, shown_secret = seal_webhook(runtime, webhook) if webhook else (None, None)
     job = NewJob(
         id=new_job_id(), kind=kind, endpoint=endpoint, items=items, owner=owner,
         created_at=int(time.time()),

@@ -10,9 +10,13 @@ each group lives in one Redis Cluster slot)::
     P:job:{J}:results         hash    item index -> result JSON, written once (HSETNX)
     P:job:{J}:done            list    item indexes in the order they finished
     P:job:{J}:attempts        hash    item index -> JSON routing state of an item being retried
+    P:job:{J}:ids             hash    custom_id -> input line, only while a batch input file is
+                                      validated (duplicate check); deleted when that ends
     P:job:{J}:events          pub/sub channel (not a key): item and job events
     P:jobs:owner:{O}          zset    job ids of owner O by creation time (listing)
+    P:batches:owner:{O}       zset    ids of owner O's ``/v1/batches`` jobs by creation time
     P:jobs:active             zset    job id -> deadline (completion window) while running
+    P:jobs:finalizing         zset    batch job id -> when its output files are due to be written
     P:leases                  zset    "J|start|stop" chunk -> lease deadline (recovery)
     P:webhooks:due            zset    job id -> when its next delivery attempt is due
     P:idem:{O}:{digest}       string  "job id|body digest" for an Idempotency-Key
@@ -42,7 +46,9 @@ TTL policy:
   :data:`DEPLOYMENT_STATE_TTL` (a day, or longer while a block lasts longer): an idle
   deployment leaves nothing behind, and forgets what it learned after a quiet day.
 - Idempotency keys expire after :data:`IDEMPOTENCY_TTL` (24 h, as OpenAI keeps them).
-- The index sets (``jobs:owner``, ``jobs:active``, ``leases``, ``webhooks:due``) carry no TTL:
+- A batch's ``ids`` hash is deleted when its input file's validation ends (either way).
+- The index sets (``jobs:owner``, ``batches:owner``, ``jobs:active``, ``jobs:finalizing``,
+  ``leases``, ``webhooks:due``) carry no TTL:
   members leave when their work ends, and listing prunes owner entries whose job expired.
 - A file's record has no TTL: files live until deleted, or until their ``expires_at`` when
   uploaded with ``expires_after`` (beat deletes record and body then; reads treat it as gone
@@ -90,6 +96,19 @@ class Keys:
     def attempts(self, job_id: str) -> str:
         """Item index -> JSON routing state of an item being retried (hash)."""
         return f"{self.job(job_id)}:attempts"
+
+    def ids(self, job_id: str) -> str:
+        """custom_id -> input line while a batch input file is validated (hash)."""
+        return f"{self.job(job_id)}:ids"
+
+    def owner_batches(self, owner: str) -> str:
+        """``/v1/batches`` job ids of one owner by creation time (zset)."""
+        return f"{self.prefix}:batches:owner:{owner}"
+
+    @property
+    def finalizing(self) -> str:
+        """Batch jobs whose output files are due to be written, by due time (zset)."""
+        return f"{self.prefix}:jobs:finalizing"
 
     def owner_jobs(self, owner: str) -> str:
         """Job ids of one owner by creation time (zset)."""

@@ -30,6 +30,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 DEFAULT_COMPLETION_WINDOW = 24 * 3600.0
 DEFAULT_MAX_BATCH_REQUESTS = 50_000
+DEFAULT_MAX_BATCH_LINES = 1_000_000
 DEFAULT_JOB_TTL = 7 * 24 * 3600.0
 DEFAULT_FEED_WINDOW = 2048
 DEFAULT_CHUNK_SIZE = 8
@@ -240,6 +241,8 @@ class FilesSettings:
     :func:`config.paths.default_files_dir` (the loader fills it in)."""
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
     """The largest file ``POST /v1/files`` accepts (413 above it)."""
+    max_batch_lines: int = DEFAULT_MAX_BATCH_LINES
+    """The most requests one ``/v1/batches`` input file may hold (its batch fails above)."""
 
 
 @dataclass(frozen=True)

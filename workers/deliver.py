@@ -31,7 +31,8 @@ def deliver(dispatcher: Dispatcher, job_id: str) -> None:
             job.get("webhook_state") in ("delivered", "failed", "skipped"):
         store.update_webhook(job_id, {}, done=True) if job else None
         return
-    event = f"job.{job.status.value}"
+    # /v1/batches jobs fire OpenAI's event types (batch.completed, ...), others job.*
+    event = f"{'batch' if job.get('files') == '1' else 'job'}.{job.status.value}"
     wanted = json.loads(job.get("webhook_events") or "[]")
     if wanted and event not in wanted:
         store.update_webhook(job_id, {"webhook_state": "skipped"}, done=True)

@@ -13,6 +13,11 @@ from workers.runtime import Runtime
 
 RUN_CHUNK = "batchgate.run_chunk"
 DELIVER_WEBHOOK = "batchgate.deliver_webhook"
+INGEST_BATCH = "batchgate.ingest_batch"
+FINALIZE_BATCH = "batchgate.finalize_batch"
+FINALIZE_CLAIM_LIMIT = 100
+FINALIZE_CLAIM_SECONDS = 600.0
+"""A finalize task that has not ended its batch by then (its worker died) is sent again."""
 WEBHOOK_CLAIM_LIMIT = 100
 EMBEDDINGS = "embeddings"
 FEED_CHUNKS = 4
@@ -66,6 +71,24 @@ class Dispatcher:
         if countdown > 0:
             options["countdown"] = countdown
         self.sender.send_task(RUN_CHUNK, args=[job.id, start, stop], **options)
+
+    def ingest(self, job: Job) -> None:
+        """Send the task that reads a new batch's input file."""
+        self.sender.send_task(INGEST_BATCH, args=[job.id], queue=INTERACTIVE_QUEUE)
+
+    def finalize(self) -> int:
+        """Send a task for every batch whose output files are due (claimed atomically)."""
+        now = time.time()
+        job_ids = self.runtime.store.claim_finalizing(now, now + FINALIZE_CLAIM_SECONDS,
+                                                      FINALIZE_CLAIM_LIMIT)
+        for job_id in job_ids:
+            self.sender.send_task(FINALIZE_BATCH, args=[job_id], queue=INTERACTIVE_QUEUE)
+        return len(job_ids)
+
+    def ended(self) -> None:
+        """Something ended jobs: write due batch files, send due webhooks."""
+        self.finalize()
+        self.webhooks()
 
     def webhooks(self) -> int:
         """Send a delivery task for every job whose webhook is due (claimed atomically, so two

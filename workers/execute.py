@@ -42,7 +42,7 @@ def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> Non
     def record(results: list[Finished]) -> None:
         nonlocal ended
         _written, status = store.finish_many(job_id, results, time.time())
-        ended = ended or status in ENDED
+        ended = ended or status in ENDED or status == JobStatus.FINALIZING
         store.renew_lease(member, time.time() + lease)
 
     stop_outcome = store.stopping(job_id)
@@ -63,7 +63,7 @@ def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> Non
         return
     store.release_lease(member)
     if ended:
-        dispatcher.webhooks()
+        dispatcher.ended()
     else:
         dispatcher.feed(job)
 

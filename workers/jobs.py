@@ -23,6 +23,8 @@ class JobKind(enum.StrEnum):
 
 
 class JobStatus(enum.StrEnum):
+    VALIDATING = "validating"
+    """A ``/v1/batches`` job whose input file is being read and checked."""
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
     FINALIZING = "finalizing"
@@ -58,9 +60,9 @@ INTERACTIVE_PRIORITY = 5
 """Jobs at or above this priority go to the interactive queue, which workers drain first."""
 
 
-def new_job_id() -> str:
-    """A fresh, unguessable job id."""
-    return f"job_{secrets.token_hex(12)}"
+def new_job_id(prefix: str = "job") -> str:
+    """A fresh, unguessable job id (``batch_...`` for ``/v1/batches`` jobs)."""
+    return f"{prefix}_{secrets.token_hex(12)}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,10 @@ class NewJob:
     webhook_secret_sealed: str | None = None
     webhook_events: tuple[str, ...] = ()
     digest: str = ""
+    input_file_id: str | None = None
+    """A ``/v1/batches`` job: its items come from this file, read after the job is written."""
+    completion_window_text: str = ""
+    """The completion window as the caller wrote it (``"24h"``), shown back verbatim."""
 
     @property
     def queue(self) -> str:
@@ -122,6 +128,10 @@ class NewJob:
             "metadata": json.dumps(dict(self.metadata)), "models": json.dumps(self.models),
             "digest": self.digest, "webhook": "1" if self.webhook_url else "0",
         }
+        if self.input_file_id is not None:
+            record.update({"status": JobStatus.VALIDATING.value, "files": "1",
+                           "input_file_id": self.input_file_id, "total": "0",
+                           "completion_window_text": self.completion_window_text})
         if self.webhook_url:
             record.update({"webhook_url": self.webhook_url, "webhook_state": "waiting",
                            "webhook_events": json.dumps(self.webhook_events),

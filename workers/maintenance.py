@@ -45,7 +45,7 @@ def expire_overdue(dispatcher: Dispatcher) -> int:
             runtime.store.forget_active(job_id)
         expired += stopped
     if expired:
-        dispatcher.webhooks()
+        dispatcher.ended()
     return expired
 
 

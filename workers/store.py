@@ -27,7 +27,7 @@ ITEMS_PER_HSET = 1000
 def _script_text(name: str) -> str:
     folder = resources.files("workers") / "lua"
     text = (folder / f"{name}.lua").read_text()
-    if name in ("finish_item", "stop_job"):
+    if name in ("finish_item", "stop_job", "validated", "finalized"):
         text = (folder / "_end_job.lua").read_text() + "\n" + text
     return text
 
@@ -60,6 +60,9 @@ class JobStore:
         self._feed = client.register_script(_script_text("feed"))
         self._claim = client.register_script(_script_text("claim_due"))
         self._start = client.register_script(_script_text("start_job"))
+        self._add_items = client.register_script(_script_text("add_items"))
+        self._validated = client.register_script(_script_text("validated"))
+        self._finalized = client.register_script(_script_text("finalized"))
 
     # -- submission ---------------------------------------------------------------------
 
@@ -95,7 +98,10 @@ class JobStore:
         if batch:
             pipe.hset(self.keys.items(job.id), mapping=_fields(batch))
         # Microsecond scores: jobs created in the same second still list in creation order.
-        pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: time.time()})
+        now = time.time()
+        pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: now})
+        if job.input_file_id is not None:
+            pipe.zadd(self.keys.owner_batches(job.owner), {job.id: now})
         pipe.zadd(self.keys.active, {job.id: job.created_at + job.completion_window})
         pipe.execute()
 
@@ -108,9 +114,15 @@ class JobStore:
 
     def items(self, job_id: str, start: int, stop: int) -> list[Item]:
         """Items ``[start, stop)`` that still exist."""
-        indexes = [str(i) for i in range(start, stop)]
-        values = cast(list[str | None], self.redis.hmget(self.keys.items(job_id), indexes))
-        return [Item.from_json(int(i), v) for i, v in zip(indexes, values, strict=True) if v]
+        return self.items_at(job_id, range(start, stop))
+
+    def items_at(self, job_id: str, indexes: Sequence[int]) -> list[Item]:
+        """Items at ``indexes`` that still exist, in that order."""
+        if not indexes:
+            return []
+        values = cast(list[str | None], self.redis.hmget(self.keys.items(job_id),
+                                                          [str(i) for i in indexes]))
+        return [Item.from_json(i, v) for i, v in zip(indexes, values, strict=True) if v]
 
     def finished(self, job_id: str, indexes: Sequence[int]) -> set[int]:
         """Which of ``indexes`` already have a result."""
@@ -135,10 +147,12 @@ class JobStore:
         results = self.results_by_index(job_id, [int(i) for i in order])
         return [r for r in results if r is not None]
 
-    def list_jobs(self, owner: str, *, after: str | None, limit: int) -> list[Job] | None:
-        """The owner's jobs, newest first, after job ``after`` (None when ``after`` is not
-        one of theirs); prunes entries whose job has expired."""
-        key = self.keys.owner_jobs(owner)
+    def list_jobs(self, owner: str, *, after: str | None, limit: int,
+                  batches: bool = False) -> list[Job] | None:
+        """The owner's jobs (or only their ``/v1/batches`` jobs), newest first, after job
+        ``after`` (None when ``after`` is not one of theirs); prunes entries whose job has
+        expired."""
+        key = self.keys.owner_batches(owner) if batches else self.keys.owner_jobs(owner)
         start = 0
         if after is not None:
             rank = cast(int | None, self.redis.zrevrank(key, after))
@@ -174,7 +188,7 @@ class JobStore:
     def _job_keys(self, job_id: str) -> list[str]:
         k = self.keys
         return [k.job(job_id), k.results(job_id), k.items(job_id), k.done(job_id), k.active,
-                k.webhooks_due]
+                k.webhooks_due, k.finalizing, k.attempts(job_id)]
 
     def finish(self, job_id: str, index: int, outcome: Outcome, result: str,
                now: float) -> tuple[bool, str]:
@@ -242,6 +256,51 @@ class JobStore:
         """Running jobs past their completion window."""
         return cast(list[str], self.redis.zrangebyscore(self.keys.active, "-inf", now,
                                                         start=0, num=limit))
+
+    # -- batch input files and output files ------------------------------------------
+
+    def clear_items(self, job_id: str) -> None:
+        """Drop what an earlier, interrupted validation of the job's input file wrote."""
+        self.redis.delete(self.keys.items(job_id), self.keys.ids(job_id))
+
+    def add_items(self, job_id: str, lines: Sequence[tuple[int, str]],
+                  items: Mapping[int, str]) -> list[tuple[int, int]]:
+        """Write a page of items read from an input file; ``lines`` are its requests'
+        ``(line number, custom_id)``. Returns ``(line, earlier line)`` for each custom_id
+        already used."""
+        args: list[str | int] = [len(lines)]
+        args += [custom_id for _, custom_id in lines]
+        args += [line for line, _ in lines]
+        for index, text in items.items():
+            args += (index, text)
+        flat = cast(list[int], self._add_items(
+            keys=[self.keys.items(job_id), self.keys.ids(job_id)], args=args))
+        return [(int(flat[i]), int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def validated(self, job_id: str, now: float, *, total: int | None = None,
+                  errors: str | None = None) -> str:
+        """End validation: queued with ``total`` items, or failed with ``errors`` (JSON).
+        Returns the status after; anything else means the batch was stopped meanwhile."""
+        ok = errors is None
+        return cast(str, self._validated(
+            keys=[*self._job_keys(job_id), self.keys.ids(job_id)],
+            args=["ok" if ok else "failed", int(now), self._ttl, self.keys.events(job_id),
+                  job_id, total or 0, errors or ""]))
+
+    def claim_finalizing(self, now: float, new_deadline: float, limit: int) -> list[str]:
+        """Batch jobs whose output files are due to be written."""
+        return cast(list[str], self._claim(keys=[self.keys.finalizing],
+                                           args=[now, new_deadline, limit]))
+
+    def finalized(self, job_id: str, now: float, *, output_file_id: str | None,
+                  error_file_id: str | None) -> tuple[str, bool]:
+        """The output files are written: the job takes its final status. ``(status after,
+        ended by this call)``."""
+        status, ended = cast(list[Any], self._finalized(
+            keys=self._job_keys(job_id),
+            args=[int(now), self._ttl, self.keys.events(job_id), job_id, output_file_id or "",
+                  error_file_id or ""]))
+        return str(status), bool(ended)
 
     # -- webhooks -----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import shared_task
 
-from workers import deliver, execute, maintenance
+from workers import batch_ingest, batch_output, deliver, execute, maintenance
 from workers.celery_app import runtime_of
 from workers.dispatch import Dispatcher
 
@@ -22,6 +22,24 @@ def _dispatcher(task: Any) -> Dispatcher:
 def run_chunk(self: Any, job_id: str, start: int, stop: int) -> None:
     """Run items ``[start, stop)`` of a job."""
     execute.run_chunk(_dispatcher(self), job_id, start, stop)
+
+
+@shared_task(bind=True, name="batchgate.ingest_batch")
+def ingest_batch(self: Any, job_id: str) -> str:
+    """Read and check a /v1/batches input file into its job."""
+    return batch_ingest.ingest(_dispatcher(self), job_id)
+
+
+@shared_task(bind=True, name="batchgate.finalize_batch")
+def finalize_batch(self: Any, job_id: str) -> str:
+    """Write a finished batch's output and error files, then end it."""
+    return batch_output.finalize(_dispatcher(self), job_id)
+
+
+@shared_task(bind=True, name="batchgate.scan_finalizing")
+def scan_finalizing(self: Any) -> int:
+    """Send the batch finalizations that are due (their first task was lost)."""
+    return _dispatcher(self).finalize()
 
 
 @shared_task(bind=True, name="batchgate.deliver_webhook")

@@ -1,7 +1,7 @@
 -- Records the outcomes of one or more items, each exactly once; with the last item, ends the
 -- job. Many items in one call: a packed embeddings request finishes its items together.
 -- KEYS[1] job hash  KEYS[2] results hash  KEYS[3] items hash  KEYS[4] done list
--- KEYS[5] active zset  KEYS[6] webhooks-due zset
+-- KEYS[5] active zset  KEYS[6] webhooks-due zset  KEYS[7] finalizing zset  KEYS[8] attempts
 -- ARGV[1] now  ARGV[2] ttl seconds  ARGV[3] event channel  ARGV[4] job id
 -- ARGV[5..] triples: item index, result JSON, outcome (completed|failed|cancelled|expired)
 -- Returns {number of results this call wrote, the job status after it}
@@ -19,6 +19,5 @@ for i = 5, #ARGV, 3 do
   end
 end
 if written == 0 then return {0, redis.call('HGET', job, 'status')} end
-local status = end_if_done(job, KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], ARGV[1],
-  ARGV[2], ARGV[3], ARGV[4])
+local status = end_if_done(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
 return {written, status}
