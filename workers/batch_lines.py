@@ -21,6 +21,7 @@ ENDPOINT_ALIASES = {f"{prefix}/{name}": name
                     for prefix in ("/v1", "")}
 """What a request's ``url`` (or a job's ``endpoint``) may say -> the endpoint's short name."""
 MAX_CUSTOM_ID = 64
+MAX_MODEL_NAME = 1024
 COMPARE_SEPARATOR = "::"
 
 
@@ -51,8 +52,34 @@ class BatchRequest:
                  {**self.body, "model": group}) for group in self.groups]
 
 
+_REQUEST_KEYS = frozenset({"custom_id", "method", "url", "body"})
+_PLAIN_EMBEDDING_KEYS = frozenset({"model", "input"})
+
+
+def _plainly_valid_request(raw: dict[str, Any]) -> bool:
+    """A shortcut for the common, well-formed request: True only where the schema would
+    accept it too (anything unusual goes through the schema and its error messages).
+    marshmallow costs ~20 us per load, a third of reading a line of a big file."""
+    custom_id, method, url = raw.get("custom_id"), raw.get("method", "POST"), raw.get("url", "")
+    return (raw.keys() <= _REQUEST_KEYS and type(custom_id) is str
+            and 0 < len(custom_id) <= MAX_CUSTOM_ID and method == "POST"
+            and type(url) is str and type(raw.get("body")) is dict)
+
+
+def _plain_embedding_model(body: dict[str, Any]) -> str | None:
+    """The model of a ``{model, input: "text"}`` embeddings body, which the schema accepts
+    as it is; None for any other body."""
+    model, text = body.get("model"), body.get("input")
+    if (body.keys() == _PLAIN_EMBEDDING_KEYS and type(model) is str
+            and 0 < len(model) <= MAX_MODEL_NAME and type(text) is str and text):
+        return model
+    return None
+
+
 def check_body(endpoint: str, body: dict[str, Any]) -> str:
     """Validate a request body for ``endpoint``; returns its ``model`` as written."""
+    if endpoint == "embeddings" and (model := _plain_embedding_model(body)) is not None:
+        return model
     try:
         loaded = SCHEMAS[endpoint].load(body)
     except ValidationError as exc:
@@ -79,7 +106,7 @@ def check_request(raw: Any, endpoint: str,
         raise RequestError("Each request must be a JSON object with 'custom_id', 'method', "
                            "'url' and 'body'.", code="invalid_batch_request")
     try:
-        request = BATCH_REQUEST.load(raw)
+        request = raw if _plainly_valid_request(raw) else BATCH_REQUEST.load(raw)
     except ValidationError as exc:
         param, message = first_field_error(exc.messages)
         code = "invalid_method" if param == "method" else "invalid_batch_request"
