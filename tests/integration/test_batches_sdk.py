@@ -15,11 +15,14 @@ import openai
 import pytest
 import redis
 from openai.types import Batch
+from standardwebhooks import Webhook
 
 from tests.integration.conftest import queue_service
+from tests.integration.test_queue_reliability import Receiver
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import GatewayProcess
 from tests.support.redis_scan import keys_under
+from workers.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.integration
 
@@ -331,3 +334,25 @@ def test_a_batch_is_also_a_queue_job(sdk: openai.OpenAI, batch_gateway: GatewayP
     assert job["status"] == "completed"
     assert job["kind"] == "batch"
     assert job["data"][0]["custom_id"] == "q"
+
+
+def test_webhooks_fire_openai_batch_event_types(sdk: openai.OpenAI) -> None:
+    receiver = Receiver()
+    try:
+        secret = new_secret()
+        hook = {"webhook": {"url": receiver.url, "secret": secret}}
+        ok = submit(sdk, jsonl([line("w", "gpt-a")]), extra_body=hook)
+        assert "webhook" not in ok.model_dump()  # the secret is never shown back
+        bad = submit(sdk, b"{broken\n", extra_body=hook)
+        wait(sdk, ok.id)
+        wait(sdk, bad.id)
+        receiver.wait_for(2)
+        events = {}
+        for headers, body in receiver.requests:
+            payload = Webhook(secret).verify(body, headers)
+            events[payload["data"]["id"]] = payload["type"]
+        assert events == {ok.id: "batch.completed", bad.id: "batch.failed"}
+    finally:
+        receiver.close()
+    with pytest.raises(openai.BadRequestError):  # a made-up secret could never be shown
+        submit(sdk, jsonl([line("w", "gpt-a")]), extra_body={"webhook": {"url": receiver.url}})
