@@ -1,4 +1,5 @@
-"""The ``batchgate`` command: ``up``, ``fake-upstream``, ``config check``, ``healthcheck``."""
+"""The ``batchgate`` command: ``up``, ``worker``, ``beat``, ``config check``, ``healthcheck``,
+``fake-upstream``, ``test-async``, ``embed`` and ``batch submit|status|results|cancel``."""
 
 from __future__ import annotations
 
@@ -249,3 +250,9 @@ def test_async(ctx: click.Context) -> None:
     from batchgate.test_async import test_async_command
 
     test_async_command.main(args=ctx.args, prog_name="batchgate test-async")
+
+
+from batchgate.batch_cli import batch_group, embed  # noqa: E402  (the HTTP-client commands)
+
+main.add_command(embed)
+main.add_command(batch_group)
