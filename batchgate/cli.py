@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -112,7 +111,7 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
     """An embedded Redis when none is configured (with a files folder that goes with it), a
     server key, and the Celery workers. ``env`` is updated so that this process and its
     children agree on all of them."""
-    from batchgate.processes import EmbeddedRedis, celery_args, spawn, stop
+    from batchgate.processes import EmbeddedRedis, celery_args, owned, private_folder, spawn, stop
     from workers.webhooks.secretbox import SecretBox
 
     with contextlib.ExitStack() as stack:
@@ -127,7 +126,8 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
             if settings.files.files_dir == default_files_dir(env, sys.platform):
                 # File records die with the embedded Redis, so their bodies must too: kept in
                 # the data directory they would pile up there, unreachable, run after run.
-                files = stack.enter_context(tempfile.TemporaryDirectory(prefix="batchgate-files-"))
+                files, remove_files = private_folder("batchgate-files-")
+                stack.callback(remove_files)
                 env["BATCHGATE_FILES_DIR"] = files
                 click.echo(f"files in {files} (removed at exit, like the embedded redis)")
         if settings.queue.secret_key is None:
@@ -139,14 +139,15 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
                 "worker", "-P", "gevent", "-c", str(settings.queue.worker_concurrency),
                 "-Q", "interactive,bulk", "-n", f"batchgate{number}-{os.getpid()}@%h",
                 "--loglevel", "INFO"), env)
-            stack.callback(stop, worker)
+            stack.callback(owned(stop, worker))
         if queue_workers:
             # Celery's embedded beat (-B) does not run under the gevent pool: its own process,
             # with its schedule file in a folder removed on exit.
-            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="batchgate-beat-"))
+            folder, remove_folder = private_folder("batchgate-beat-")
+            stack.callback(remove_folder)
             schedule = Path(folder) / "schedule"
             beat = spawn(celery_args("beat", "--loglevel", "WARNING", "-s", str(schedule)), env)
-            stack.callback(stop, beat)
+            stack.callback(owned(stop, beat))
         yield
 
 

@@ -4,13 +4,13 @@ config file whose models it serves."""
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
-from batchgate.processes import spawn, stop
+from batchgate.processes import owned, private_folder, spawn, stop
 from config.demo import demo_config
 
 DEMO_UPSTREAM = {
@@ -25,8 +25,10 @@ class DemoUpstream:
     """A running fake upstream; ``config_path`` is a batchgate config routing to it."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="batchgate-demo-")
-        folder = Path(self._dir.name)
+        name, self._remove_folder = private_folder("batchgate-demo-")
+        self.stop: Callable[[], None] = owned(self._stop)
+        """Stop the child process and remove its files (in this process only)."""
+        folder = Path(name)
         (folder / "upstream.yaml").write_text(yaml.safe_dump(DEMO_UPSTREAM))
         ready = folder / "port"
         self.process = spawn(
@@ -43,7 +45,6 @@ class DemoUpstream:
         self.config_path.write_text(yaml.safe_dump(demo_config(self.base_url),
                                                    sort_keys=False))
 
-    def stop(self) -> None:
-        """Stop the child process and remove its files."""
+    def _stop(self) -> None:
         stop(self.process, timeout=5)
-        self._dir.cleanup()
+        self._remove_folder()

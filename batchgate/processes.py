@@ -2,12 +2,19 @@
 
 Each child gets SIGTERM when ``batchgate up`` dies, however it dies (Linux
 ``PR_SET_PDEATHSIG``), so nothing is left running behind it.
+
+gunicorn forks its workers from inside ``batchgate up``, while its cleanup is pending: every
+cleanup here is :func:`owned` by the process that set it up, and folders are made with
+``mkdtemp`` (``TemporaryDirectory`` registers a finalizer that a forked worker would run at
+its exit), so a worker that exits or is recycled never stops the master's Redis, Celery
+workers or upstream, nor removes their folders.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import shutil
 import signal
 import socket
@@ -15,7 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 READY_TIMEOUT = 15.0
@@ -25,6 +33,23 @@ def _die_with_parent() -> None:
     # Not Linux: children are still stopped by stop() on a normal exit.
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def owned(action: Callable[..., Any], *args: Any) -> Callable[[], None]:
+    """``action(*args)``, run only in the process that calls this (a no-op in a fork)."""
+    owner = os.getpid()
+
+    def run() -> None:
+        if os.getpid() == owner:
+            action(*args)
+
+    return run
+
+
+def private_folder(prefix: str) -> tuple[str, Callable[[], None]]:
+    """A new temporary folder and the owned cleanup that removes it."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    return folder, owned(shutil.rmtree, folder, True)
 
 
 def spawn(args: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -69,10 +94,12 @@ class EmbeddedRedis:
         if binary is None:
             raise RuntimeError("no Redis configured and no redis-server on PATH: install one "
                                "(e.g. apt-get install redis-server) or set BATCHGATE_REDIS_URL")
-        self._dir = tempfile.TemporaryDirectory(prefix="batchgate-redis-")
+        folder, self._remove_folder = private_folder("batchgate-redis-")
+        self.stop: Callable[[], None] = owned(self._stop)
+        """Stop the server and remove its folder (in this process only)."""
         self.port = free_port()
         self.process = spawn([binary, "--port", str(self.port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", self._dir.name,
+                              "--save", "", "--appendonly", "no", "--dir", folder,
                               "--loglevel", "warning"], {})
         deadline = time.monotonic() + READY_TIMEOUT
         while not _answers_ping(self.port):
@@ -82,10 +109,9 @@ class EmbeddedRedis:
             time.sleep(0.05)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
-    def stop(self) -> None:
-        """Stop the server and remove its folder."""
+    def _stop(self) -> None:
         stop(self.process)
-        self._dir.cleanup()
+        self._remove_folder()
 
 
 def celery_args(*command: str) -> list[str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -121,3 +123,49 @@ def test_readiness_checks_redis_where_configured(fake_upstream: FakeUpstream,
         response = httpx.get(f"{gw.base_url}/health/readiness")
         assert response.status_code == 503
         assert response.json()["status"] == "unhealthy"
+
+
+def _children(pid: int) -> dict[int, str]:
+    """Child pid -> command line, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ")\
+                    .decode()
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_recycled_api_worker_leaves_redis_celery_and_the_upstream_running() -> None:
+    with GatewayProcess(None, extra_args=["--demo", "--queue-workers", "1"]) as gw:
+        children = _children(gw.process.pid)
+        own = (Path(f"/proc/{gw.process.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+               .decode())
+        api_workers = [pid for pid, cmd in children.items() if cmd == own]
+        services = {pid: cmd for pid, cmd in children.items() if cmd != own}
+        assert len(api_workers) == 1
+        assert any("redis-server" in cmd for cmd in services.values()), services
+        os.kill(api_workers[0], signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while True:  # gunicorn replaces the worker
+            now = _children(gw.process.pid)
+            if [p for p, c in now.items() if c == own and p != api_workers[0]]:
+                break
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        wait = time.monotonic() + 30
+        while httpx.get(f"{gw.base_url}/health/readiness", timeout=5).status_code != 200:
+            assert time.monotonic() < wait, "not ready after the worker was replaced"
+            time.sleep(0.2)
+        assert set(services) <= set(_children(gw.process.pid)), "a service was stopped"
+        job = httpx.post(f"{gw.base_url}/queue/requests", timeout=10, json={
+            "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "still here"}]})
+        answer = httpx.get(f"{gw.base_url}/queue/response/{job.json()['id']}",
+                           params={"wait": 20}, timeout=30).json()
+        assert answer["status"] == "completed", answer
