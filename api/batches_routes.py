@@ -27,6 +27,8 @@ from api.auth import caller_is_master, caller_owner
 from api.errors import validation_error
 from api.files_routes import files
 from api.openai_routes import read_json_object
+from api.params import limit_arg
+from api.queue_routes import cancel as cancel_job
 from api.queue_routes import dispatcher, owned_job, runtime
 from api.queue_schemas import BATCH_CREATE
 from api.queue_submit import seal_webhook
@@ -138,21 +140,11 @@ def retrieve(batch_id: str) -> Response:
     return jsonify(_shown(owned_batch(batch_id)))
 
 
-def _limit(default: int, maximum: int) -> int:
-    try:
-        limit = int(request.args.get("limit", default))
-    except ValueError:
-        raise RequestError("limit must be an integer", param="limit") from None
-    if not 1 <= limit <= maximum:
-        raise RequestError(f"limit must be between 1 and {maximum}", param="limit")
-    return limit
-
-
 @bp.get("/v1/batches")
 @bp.get("/batches")
 def list_batches() -> Response:
     """The caller's batches, newest first: ``?after=<batch id>&limit=``."""
-    limit = _limit(DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
+    limit = limit_arg(DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
     after = request.args.get("after")
     jobs = runtime().store.list_jobs(caller_owner(), after=after, limit=limit + 1,
                                      batches=True)
@@ -169,11 +161,10 @@ def list_batches() -> Response:
 def cancel(batch_id: str) -> Response:
     """Cancel: finished lines are kept and published in the output files."""
     job = owned_batch(batch_id)
-    status, stopped = runtime().store.stop(job.id, Outcome.CANCELLED, time.time())
-    if not stopped and status != JobStatus.CANCELLING:
+    status, cancelling = cancel_job(job)
+    if not cancelling:
         raise ConflictError(f"Batch {batch_id!r} cannot be cancelled: it is {status}.",
                             code="batch_not_cancellable")
-    dispatcher().ended()
     return jsonify(_shown(runtime().store.get(job.id) or job))
 
 
@@ -190,7 +181,7 @@ def results(batch_id: str) -> Response:
     """Finished lines so far, in the order they finished, as output-file lines:
     ``?after=<position>&limit=``; ``next_after`` continues."""
     job = owned_batch(batch_id)
-    after, limit = _after(), _limit(DEFAULT_RESULTS_LIMIT, MAX_RESULTS_LIMIT)
+    after, limit = _after(), limit_arg(DEFAULT_RESULTS_LIMIT, MAX_RESULTS_LIMIT)
     found = runtime().store.results_in_completion_order(job.id, after + 1, limit)
     data = [output_line(job.id, result)[0] for result in found]
     finished = sum(job.number(k) for k in ("completed", "failed", "cancelled", "expired"))

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.auth import caller_is_master, caller_owner
+from api.params import limit_arg
 from api.uploads import MAX_FIELD_BYTES, UploadForm, multipart_boundary, read_form
 from batchgate.errors import NotFoundError, PayloadTooLargeError, RequestError
 from config.settings import FilesSettings
@@ -128,12 +129,7 @@ def upload() -> Response:
 
 
 def _list_args() -> tuple[int, bool]:
-    try:
-        limit = int(request.args.get("limit", DEFAULT_LIST_LIMIT))
-    except ValueError:
-        raise RequestError("limit must be an integer", param="limit") from None
-    if not 1 <= limit <= MAX_LIST_LIMIT:
-        raise RequestError(f"limit must be between 1 and {MAX_LIST_LIMIT}", param="limit")
+    limit = limit_arg(DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
     order = request.args.get("order", "desc")
     if order not in ("asc", "desc"):
         raise RequestError("order must be 'asc' or 'desc'", param="order")

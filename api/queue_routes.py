@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from api.auth import caller_is_master, caller_owner
 from api.openai_routes import read_json_object
+from api.params import limit_arg
 from api.queue_submit import build_job
 from batchgate.errors import ConflictError, NotFoundError, RequestError
 from workers.dispatch import Dispatcher
@@ -213,12 +214,7 @@ def job_response(job_id: str) -> Response:
 def list_jobs() -> Response:
     """The caller's jobs, newest first: ``?limit=``, ``?after=<job id>``, ``?status=``."""
     store = runtime().store
-    try:
-        limit = int(request.args.get("limit", 20))
-    except ValueError:
-        raise RequestError("limit must be an integer", param="limit") from None
-    if not 1 <= limit <= 100:
-        raise RequestError("limit must be between 1 and 100", param="limit")
+    limit = limit_arg(20, 100)
     status = request.args.get("status")
     if status is not None and status not in JobStatus.__members__.values():
         raise RequestError(f"unknown status {status!r}", param="status")
@@ -240,16 +236,26 @@ def list_jobs() -> Response:
                     "last_id": data[-1]["id"] if data else None})
 
 
+def cancel(job: Job) -> tuple[str, bool]:
+    """Cancel a job (or batch): ``(status after, whether it is being cancelled)``; False
+    once it has ended or is finalizing. Sends what the cancel made due at once (a batch's
+    files, webhooks)."""
+    status, stopped = runtime().store.stop(job.id, Outcome.CANCELLED, time.time())
+    if not stopped and status != JobStatus.CANCELLING:
+        return status, False
+    if status in (JobStatus.CANCELLED, JobStatus.FINALIZING):
+        dispatcher().ended()
+    return status, True
+
+
 @bp.post("/queue/jobs/<job_id>/cancel")
 def cancel_job(job_id: str) -> Response:
     """Cancel: finished items are kept, unstarted ones end ``cancelled``."""
     job = owned_job(job_id)
-    status, stopped = runtime().store.stop(job.id, Outcome.CANCELLED, time.time())
-    if not stopped and status != JobStatus.CANCELLING:
+    status, cancelling = cancel(job)
+    if not cancelling:
         raise ConflictError(f"Job {job_id!r} has already ended ({status}).",
                             code="job_not_cancellable")
-    if status in (JobStatus.CANCELLED, JobStatus.FINALIZING):
-        dispatcher().ended()
     return jsonify((runtime().store.get(job.id) or job).public())
 
 
