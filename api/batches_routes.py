@@ -27,7 +27,7 @@ from api.auth import caller_is_master, caller_owner
 from api.errors import validation_error
 from api.files_routes import files
 from api.openai_routes import read_json_object
-from api.params import limit_arg
+from api.params import limit_arg, position_arg
 from api.queue_routes import cancel as cancel_job
 from api.queue_routes import dispatcher, owned_job, runtime
 from api.queue_schemas import BATCH_CREATE
@@ -168,20 +168,13 @@ def cancel(batch_id: str) -> Response:
     return jsonify(_shown(runtime().store.get(job.id) or job))
 
 
-def _after() -> int:
-    try:
-        return max(int(request.args.get("after", -1)), -1)
-    except ValueError:
-        raise RequestError("after must be an integer", param="after") from None
-
-
 @bp.get("/v1/batches/<batch_id>/results")
 @bp.get("/batches/<batch_id>/results")
 def results(batch_id: str) -> Response:
     """Finished lines so far, in the order they finished, as output-file lines:
     ``?after=<position>&limit=``; ``next_after`` continues."""
     job = owned_batch(batch_id)
-    after, limit = _after(), limit_arg(DEFAULT_RESULTS_LIMIT, MAX_RESULTS_LIMIT)
+    after, limit = position_arg(), limit_arg(DEFAULT_RESULTS_LIMIT, MAX_RESULTS_LIMIT)
     found = runtime().store.results_in_completion_order(job.id, after + 1, limit)
     data = [output_line(job.id, result)[0] for result in found]
     finished = sum(job.number(k) for k in ("completed", "failed", "cancelled", "expired"))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, jsonify
+from kombu.exceptions import OperationalError
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -23,9 +25,13 @@ from batchgate.errors import (
     RateLimitedError,
     RequestError,
 )
+from workers.runtime import QueueUnavailableError
 from workers.schemas import first_field_error
 
 log = logging.getLogger(__name__)
+
+STORE_RETRY_AFTER = 2
+"""Seconds a caller is asked to wait when Redis (store and broker) cannot be reached."""
 
 _WERKZEUG: dict[int, type[RequestError]] = {
     401: AuthenticationError,
@@ -83,6 +89,18 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _werkzeug(exc: HTTPException) -> Response:
         return error_response(_from_http(exc))
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    @app.errorhandler(OperationalError)
+    def _store_down(exc: Exception) -> Response:
+        # Redis restarting, still loading its data, or failing over: a moment's wait for the
+        # caller (a 503 it can retry), not a fault of ours to trace.
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        response = error_response(QueueUnavailableError(
+            "The queue's store cannot be reached right now; try again shortly."))
+        response.headers["Retry-After"] = str(STORE_RETRY_AFTER)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

@@ -15,11 +15,16 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from batchgate.errors import BatchgateError, RequestError
+from api.auth import caller, caller_owner, caller_principal, check_models
+from batchgate.errors import BatchgateError, PayloadTooLargeError, RequestError
+from workers import json_text
 from workers.answers import Answer
+from workers.credentialed_client import from_body
 from workers.gateway import Gateway
 from workers.schemas import SCHEMAS
 from workers.upstream import UpstreamStream
+from workers.usage import Usage, answer_usage
+from workers.virtual_keys import OWNER_PREFIX
 
 bp = Blueprint("openai", __name__)
 
@@ -42,12 +47,16 @@ def gateway() -> Gateway:
 def read_json_object() -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
     raw = request.get_data(cache=False)
+    limit = request.max_content_length
+    if request.content_length is None and limit is not None and len(raw) >= limit:
+        # werkzeug ends a chunked body at the limit without a word: the rest was never read.
+        raise PayloadTooLargeError(f"The request body is larger than {limit} bytes.")
     if not raw.strip():
         raise RequestError(f"{_BAD_JSON} The body is empty.", code="invalid_json")
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise RequestError(_BAD_JSON, code="invalid_json") from None
+        body = json_text.loads(raw.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included: OpenAI takes UTF-8 only
+        raise RequestError(f"{_BAD_JSON} ({exc})", code="invalid_json") from None
     if not isinstance(body, dict):
         raise RequestError(_BAD_JSON, code="invalid_json")
     return body
@@ -139,19 +148,37 @@ def proxy(endpoint: str) -> Response:
     body = read_json_object()
     timeout = caller_timeout(body)
     loaded = SCHEMAS[endpoint].load(body)
-    gw = gateway()
+    gw = from_body(gateway(), body)  # a caller's own api_key/api_base, never forwarded as JSON
     groups = gw.resolve(loaded["model"])
+    check_models(groups)
+    principal = caller_principal()
     if len(groups) > 1:
         if body.get("stream") is True:
             raise RequestError("'stream': true cannot be combined with several models",
                                param="stream")
-        return _many(gw.complete_many(groups, endpoint, body, timeout), start)
+        answers = gw.complete_many(groups, endpoint, body, timeout, principal)
+        _count(answers)
+        return _many(answers, start)
     if body.get("stream") is True:
-        result = gw.open_stream(groups[0], endpoint, body, timeout)
+        result = gw.open_stream(groups[0], endpoint, body, timeout, principal)
         if isinstance(result, UpstreamStream):
+            _count([])
             return _stream(result, start)
+        _count([result])
         return _single(result, start)
-    return _single(gw.complete(groups[0], endpoint, body, timeout), start)
+    answer = gw.complete(groups[0], endpoint, body, timeout, principal)
+    _count([answer])
+    return _single(answer, start)
+
+
+def _count(answers: list[Answer]) -> None:
+    """Count a virtual key's usage (a stream counts as one request: its tokens are not read)."""
+    owner = caller_owner()
+    if not owner.startswith(OWNER_PREFIX):
+        return
+    usage = sum((answer_usage(a.body, answered=a.deployment is not None) for a in answers),
+                Usage(requests=0 if answers else 1))
+    current_app.extensions["batchgate.runtime"].key_store.add_usage(owner, usage)
 
 
 def _route(endpoint: str) -> None:
@@ -176,6 +203,9 @@ def list_models() -> Response:
     created = current_app.extensions["batchgate.started_at"]
     names = list(settings.groups()) + [a for a in settings.router.model_group_alias
                                        if a not in settings.groups()]
+    key = caller().key
+    if key is not None and key.models:
+        names = [n for n in names if settings.resolve_group(n) in key.models]
     data = [{"id": n, "object": "model", "created": created, "owned_by": "batchgate"}
             for n in names]
     return Response(json.dumps({"object": "list", "data": data}),

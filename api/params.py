@@ -16,3 +16,18 @@ def limit_arg(default: int, maximum: int) -> int:
     if not 1 <= limit <= maximum:
         raise RequestError(f"limit must be between 1 and {maximum}", param="limit")
     return limit
+
+
+MAX_POSITION = 2**53
+"""Positions in a job's results are far below this; Redis refuses indexes past 64 bits."""
+
+
+def position_arg(name: str = "after") -> int:
+    """``?after=<position>``: an integer from -1 (the start) to :data:`MAX_POSITION`."""
+    try:
+        position = int(request.args.get(name, -1))
+    except ValueError:
+        raise RequestError(f"{name} must be an integer", param=name) from None
+    if not -1 <= position <= MAX_POSITION:
+        raise RequestError(f"{name} must be between -1 and {MAX_POSITION}", param=name)
+    return position

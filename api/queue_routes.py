@@ -15,9 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from api.auth import caller_is_master, caller_owner
+from api.auth import caller_is_master, caller_owner, check_models
 from api.openai_routes import read_json_object
-from api.params import limit_arg
+from api.params import limit_arg, position_arg
 from api.queue_submit import build_job
 from batchgate.errors import ConflictError, NotFoundError, RequestError
 from workers.dispatch import Dispatcher
@@ -82,6 +82,7 @@ def submit(legacy: bool) -> tuple[Response, int]:
     body = read_json_object()
     owner = caller_owner()
     new, secret = build_job(rt, body, owner)
+    check_models({item.model for item in new.items})
     idem = _idempotency_key()
     if idem is not None:
         existing = rt.store.claim_idempotency(owner, idem, new.id, new.digest)
@@ -141,14 +142,7 @@ def wait_for_end(job: Job, seconds: float) -> Job:
 
 
 def _page_args() -> tuple[int, int]:
-    try:
-        after = int(request.args.get("after", -1))
-        limit = int(request.args.get("limit", DEFAULT_PAGE))
-    except ValueError:
-        raise RequestError("after and limit must be integers", param="after") from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise RequestError(f"limit must be between 1 and {MAX_PAGE}", param="limit")
-    return max(after, -1), limit
+    return position_arg(), limit_arg(DEFAULT_PAGE, MAX_PAGE)
 
 
 def _slot(result: dict[str, Any] | None) -> dict[str, Any] | None:

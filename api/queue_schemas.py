@@ -37,7 +37,8 @@ class Metadata(fields.Dict):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(keys=fields.String(validate=validate.Length(max=64)),
                          values=fields.String(validate=validate.Length(max=512)),
-                         validate=self._check, **kwargs)
+                         validate=self._check,
+                         metadata={"maxProperties": MAX_METADATA_PAIRS}, **kwargs)
 
     @staticmethod
     def _check(value: dict[str, Any]) -> None:

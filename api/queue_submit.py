@@ -15,6 +15,9 @@ from api.queue_schemas import SUBMISSION, WRAPPER_FIELDS
 from batchgate.errors import PayloadTooLargeError, RequestError
 from config.durations import parse_duration
 from workers.batch_lines import ENDPOINT_ALIASES, check_body, check_request
+from workers.client_credentials import JobCredentials, take_job
+from workers.credentialed_client import verify
+from workers.credentials_store import seal
 from workers.gateway import Gateway
 from workers.jobs import DEFAULT_PRIORITY, Item, JobKind, NewJob, new_job_id
 from workers.runtime import QueueUnavailableError, Runtime
@@ -53,11 +56,14 @@ def _single(gateway: Gateway, endpoint: str, body: dict[str, Any]) -> tuple[JobK
                              for i, group in enumerate(groups)]
 
 
-def _batch(gateway: Gateway, endpoint: str, lines: list[Any], limit: int) -> list[Item]:
+def _batch(gateway: Gateway, endpoint: str, lines: list[Any],
+           limit: int) -> tuple[list[Item], list[int | None]]:
+    """The items of an inline batch, and the request line each came from."""
     if len(lines) > limit:
         raise PayloadTooLargeError(f"A batch may hold at most {limit} requests; this one has "
                                    f"{len(lines)}.", param="requests")
     items: list[Item] = []
+    origins: list[int | None] = []
     seen: dict[str, int] = {}
     for line, raw in enumerate(lines):
         where = f"requests[{line}]"
@@ -70,14 +76,19 @@ def _batch(gateway: Gateway, endpoint: str, lines: list[Any], limit: int) -> lis
                                f"requests[{seen[request.custom_id]}]",
                                param=f"{where}.custom_id", code="duplicate_custom_id")
         seen[request.custom_id] = line
+        made = request.items()
         items += [Item(len(items) + i, item_id, group, body)
-                  for i, (item_id, group, body) in enumerate(request.items())]
-    return items
+                  for i, (item_id, group, body) in enumerate(made)]
+        origins += [line] * len(made)
+    return items, origins
 
 
 def _completion_window(value: Any, default: float) -> float:
     if value is None:
         return default
+    if not isinstance(value, str | int | float):
+        raise RequestError("completion_window must be a duration such as '24h' or a number "
+                           "of seconds", param="completion_window")
     try:
         seconds = parse_duration(value)
     except ValueError as exc:
@@ -109,19 +120,39 @@ def seal_webhook(runtime: Runtime, webhook: dict[str, Any]) -> tuple[str, str | 
     return runtime.secretbox.encrypt(secret), shown_secret
 
 
+def seal_credentials(runtime: Runtime, credentials: JobCredentials,
+                     origins: list[int | None]) -> dict[str, str]:
+    """Callers' own credentials, checked now (allow-list and DNS) and encrypted for the
+    job's credentials record."""
+    if not credentials:
+        return {}
+    policy = runtime.settings.general.client_side_credentials
+    for one in credentials.all():
+        verify(one, policy)
+    if runtime.secretbox is None:
+        raise QueueUnavailableError("Client-side credentials need a server key to be kept "
+                                    "encrypted: set BATCHGATE_SECRET_KEY.")
+    return seal(runtime.secretbox, credentials, origins)
+
+
 def build_job(runtime: Runtime, body: dict[str, Any], owner: str) -> tuple[NewJob, str | None]:
     """The job a submission describes, and the webhook secret to show once (when we made it)."""
+    # First of all: a caller's own api_key/api_base leave the body (and its digest) here.
+    credentials = take_job(body, runtime.settings.general.client_side_credentials)
     spec = SUBMISSION.load(body)
     settings = runtime.settings
     gateway = runtime.gateway
     if "requests" in spec:
         endpoint = ENDPOINT_ALIASES[spec.get("endpoint", "/v1/chat/completions")]
-        kind, items = JobKind.BATCH, _batch(gateway, endpoint, spec["requests"],
-                                            settings.queue.max_batch_requests)
+        items, origins = _batch(gateway, endpoint, spec["requests"],
+                                settings.queue.max_batch_requests)
+        kind = JobKind.BATCH
     else:
         endpoint = ENDPOINT_ALIASES[spec["endpoint"]] if "endpoint" in spec \
             else _infer_endpoint(body)
         kind, items = _single(gateway, endpoint, body)
+        origins = [None] * len(items)
+    credentials_sealed = seal_credentials(runtime, credentials, origins)
     webhook = spec.get("webhook")
     sealed, shown_secret = seal_webhook(runtime, webhook) if webhook else (None, None)
     job = NewJob(
@@ -134,5 +165,5 @@ def build_job(runtime: Runtime, body: dict[str, Any], owner: str) -> tuple[NewJo
         models=tuple(item.model for item in items) if kind is JobKind.COMPARE else (),
         webhook_url=webhook["url"] if webhook else None, webhook_secret_sealed=sealed,
         webhook_events=tuple(webhook.get("events", ())) if webhook else (),
-        digest=digest(body))
+        digest=digest(body), credentials_sealed=credentials_sealed)
     return job, shown_secret

@@ -42,6 +42,7 @@ PADDING_SLACK = 64
 """Whitespace a client may put between a boundary and its line break (RFC 2046 allows it)."""
 _INVALID = "invalid_multipart"
 _LINE_BREAK_BYTE = re.compile(rb"[\r\n]")
+_PATH_SEPARATOR = re.compile(r"[/\\]")
 _MALFORMED = "The multipart body is malformed or incomplete."
 
 
@@ -68,10 +69,14 @@ def multipart_boundary(content_type: str | None) -> bytes:
 
 
 def clean_filename(name: str) -> str:
-    """``name`` without control or format characters (CR, LF, NUL, bidi overrides...);
-    kept only as metadata, never as a path."""
+    """``name``'s last path component, without control or format characters (CR, LF, NUL,
+    bidi overrides...); kept only as metadata, never as a path. Directories are dropped as
+    RFC 7578 (via RFC 2183, 2.3) asks of receivers, so a client that saves a download under
+    the file object's ``filename`` cannot be led out of its folder."""
     cleaned = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Zl", "Zp"))
-    cleaned = cleaned.strip()
+    cleaned = _PATH_SEPARATOR.split(cleaned)[-1].strip()
+    if cleaned in (".", ".."):
+        cleaned = ""
     if len(cleaned) > MAX_FILENAME_CHARS:
         raise RequestError(f"The filename is longer than {MAX_FILENAME_CHARS} characters.",
                            param="file", code="invalid_filename")

@@ -1,14 +1,14 @@
-"""The ``batchgate`` command: ``up``, ``worker``, ``beat``, ``config check``, ``healthcheck``,
-``fake-upstream``, ``test-async``, ``embed`` and ``batch submit|status|results|cancel``."""
+"""The ``batchgate`` command: ``up``, ``api``, ``worker``, ``beat``, ``flower``, ``config check``,
+``healthcheck``, ``fake-upstream``, ``test-async``, ``embed`` and
+``batch submit|status|results|cancel``."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -16,6 +16,7 @@ import click
 
 from batchgate import __version__
 from batchgate.errors import ConfigError
+from batchgate.healthchecks import DEFAULT_BEAT_MAX_AGE, READINESS_PATH
 from config.paths import default_files_dir
 from config.settings import Settings
 
@@ -47,20 +48,63 @@ def main() -> None:
     """batchgate: a queue-based batch completion gateway for LLM deployments."""
 
 
+def _serve_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The gunicorn options shared by ``up`` and ``api``."""
+    for option in reversed([
+        click.option("--host", envvar="BATCHGATE_HOST", show_envvar=True, help="Bind address."),
+        click.option("--port", type=int, envvar="BATCHGATE_PORT", show_envvar=True,
+                     help="Bind port [default: 4000]."),
+        click.option("--num-workers", type=click.IntRange(min=1), envvar="BATCHGATE_NUM_WORKERS",
+                     show_envvar=True, default=lambda: os.cpu_count() or 1,
+                     help="gunicorn worker processes [default: CPU count]."),
+        click.option("--threads", type=click.IntRange(min=1), envvar="BATCHGATE_THREADS",
+                     show_envvar=True, default=64, show_default=True,
+                     help="Threads per worker process (gthread only)."),
+        click.option("--worker-class", type=click.Choice(["gevent", "gthread"]),
+                     default="gevent", envvar="BATCHGATE_WORKER_CLASS", show_envvar=True,
+                     show_default=True, help="gunicorn worker class."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _setup_logs(detailed_debug: bool) -> None:
+    from batchgate.logs import setup_logging
+
+    setup_logging(logging.DEBUG if detailed_debug else logging.INFO)
+
+
+def own_metrics_folder(env: MutableMapping[str, str]) -> Callable[[], None]:
+    """Point ``env`` at this run's Prometheus multiprocess folder (see batchgate.multiproc)."""
+    from batchgate.multiproc import own_folder
+
+    return own_folder(env)
+
+
+def _patch_for(worker_class: str) -> None:
+    if worker_class == "gevent":
+        # Before anything imports ssl or socket users: gunicorn's own patching happens after
+        # the fork, too late for modules the master already imported (urllib3, redis).
+        from gevent import monkey
+
+        monkey.patch_all()
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, num_workers: int,
+           threads: int, worker_class: str, detailed_debug: bool) -> None:
+    from batchgate.serve import serve
+
+    bind_host = host or settings.server.host
+    bind_port = port if port is not None else settings.server.port
+    click.echo(f"batchgate {__version__} serving {', '.join(settings.groups())} on "
+               f"http://{bind_host}:{bind_port}")
+    serve(settings, host=bind_host, port=bind_port, workers=num_workers, threads=threads,
+          worker_class=worker_class, log_level="debug" if detailed_debug else "info")
+
+
 @main.command()
 @config_option
-@click.option("--host", envvar="BATCHGATE_HOST", show_envvar=True, help="Bind address.")
-@click.option("--port", type=int, envvar="BATCHGATE_PORT", show_envvar=True,
-              help="Bind port [default: 4000].")
-@click.option("--num-workers", type=click.IntRange(min=1), envvar="BATCHGATE_NUM_WORKERS",
-              show_envvar=True, default=lambda: os.cpu_count() or 1,
-              help="gunicorn worker processes [default: CPU count].")
-@click.option("--threads", type=click.IntRange(min=1), envvar="BATCHGATE_THREADS",
-              show_envvar=True, default=64, show_default=True,
-              help="Threads per worker process (gthread only).")
-@click.option("--worker-class", type=click.Choice(["gevent", "gthread"]), default="gevent",
-              envvar="BATCHGATE_WORKER_CLASS", show_envvar=True, show_default=True,
-              help="gunicorn worker class.")
+@_serve_options
 @click.option("--queue-workers", type=click.IntRange(min=0), default=1, show_default=True,
               envvar="BATCHGATE_QUEUE_WORKERS", show_envvar=True,
               help="Celery worker processes for queued work (plus one beat); "
@@ -73,20 +117,14 @@ def up(config_path: str | None, host: str | None, port: int | None, num_workers:
        detailed_debug: bool) -> None:
     """Run everything on this machine: the API (gunicorn), Celery workers with beat, and a
     Redis of its own when none is configured."""
-    if worker_class == "gevent":
-        # Before anything imports ssl or socket users: gunicorn's own patching happens after
-        # the fork, too late for modules the master already imported (urllib3, redis).
-        from gevent import monkey
-
-        monkey.patch_all()
-    from batchgate.serve import serve
-
-    logging.basicConfig(level=logging.DEBUG if detailed_debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _patch_for(worker_class)
+    _setup_logs(detailed_debug)
     if config_path is None and not demo:
         raise click.UsageError("give --config FILE (or BATCHGATE_CONFIG), or --demo")
-    env = dict(os.environ)
     with contextlib.ExitStack() as stack:
+        # Set before anything imports prometheus_client; every child inherits it.
+        stack.callback(own_metrics_folder(os.environ))
+        env = dict(os.environ)
         if config_path is None:
             from batchgate.demo import DemoUpstream
 
@@ -95,19 +133,42 @@ def up(config_path: str | None, host: str | None, port: int | None, num_workers:
             config_path = str(upstream.config_path)
             click.echo(f"demo upstream on {upstream.base_url}")
         settings = _load(config_path, env)
-        stack.enter_context(_queue_services(settings, env, queue_workers, config_path))
+        stack.enter_context(_queue_services(settings, env, queue_workers, config_path,
+                                            loglevel="DEBUG" if detailed_debug else "INFO"))
         settings = _load(config_path, env)
-        bind_host = host or settings.server.host
-        bind_port = port if port is not None else settings.server.port
-        click.echo(f"batchgate {__version__} serving {', '.join(settings.groups())} on "
-                   f"http://{bind_host}:{bind_port}")
-        serve(settings, host=bind_host, port=bind_port, workers=num_workers, threads=threads,
-              worker_class=worker_class, log_level="debug" if detailed_debug else "info")
+        _serve(settings, host, port, num_workers, threads, worker_class, detailed_debug)
+
+
+@main.command("api")
+@config_option
+@_serve_options
+@click.option("--detailed-debug", is_flag=True, help="Debug logging.")
+def api_command(config_path: str | None, host: str | None, port: int | None, num_workers: int,
+                threads: int, worker_class: str, detailed_debug: bool) -> None:
+    """Serve the API alone (gunicorn): no embedded Redis, no Celery workers or beat. Run
+    `batchgate worker` (any number) and one `batchgate beat` beside it, on the same Redis."""
+    _patch_for(worker_class)
+    _setup_logs(detailed_debug)
+    if config_path is None:
+        raise click.UsageError("give --config FILE (or BATCHGATE_CONFIG)")
+    settings = _load(config_path)
+    if settings.server.redis_url is None:
+        raise click.UsageError("no Redis configured: set batchgate_settings.redis_url or "
+                               "BATCHGATE_REDIS_URL (batchgate up runs one of its own)")
+    if settings.queue.secret_key is None:
+        # Unlike `up`, no key can be made here: the workers on other hosts must share it.
+        click.echo("warning: BATCHGATE_SECRET_KEY is not set: jobs that ask for a webhook "
+                   "are refused", err=True)
+    remove_metrics = own_metrics_folder(os.environ)
+    try:
+        _serve(settings, host, port, num_workers, threads, worker_class, detailed_debug)
+    finally:
+        remove_metrics()
 
 
 @contextlib.contextmanager
 def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
-                    config_path: str) -> Iterator[None]:
+                    config_path: str, loglevel: str = "INFO") -> Iterator[None]:
     """An embedded Redis when none is configured (with a files folder that goes with it), a
     server key, and the Celery workers. ``env`` is updated so that this process and its
     children agree on all of them."""
@@ -138,7 +199,7 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
             worker = spawn(celery_args(
                 "worker", "-P", "gevent", "-c", str(settings.queue.worker_concurrency),
                 "-Q", "interactive,bulk", "-n", f"batchgate{number}-{os.getpid()}@%h",
-                "--loglevel", "INFO"), env)
+                "--loglevel", loglevel), env)
             stack.callback(owned(stop, worker))
         if queue_workers:
             # Celery's embedded beat (-B) does not run under the gevent pool: its own process,
@@ -146,7 +207,9 @@ def _queue_services(settings: Settings, env: dict[str, str], queue_workers: int,
             folder, remove_folder = private_folder("batchgate-beat-")
             stack.callback(remove_folder)
             schedule = Path(folder) / "schedule"
-            beat = spawn(celery_args("beat", "--loglevel", "WARNING", "-s", str(schedule)), env)
+            beat = spawn(celery_args("beat", "--loglevel",
+                                     "DEBUG" if loglevel == "DEBUG" else "WARNING",
+                                     "-s", str(schedule)), env)
             stack.callback(owned(stop, beat))
         yield
 
@@ -179,6 +242,9 @@ def beat(config_path: str | None, loglevel: str) -> None:
 
 
 def _exec(args: list[str], config_path: str | None) -> NoReturn:
+    from batchgate.multiproc import join_folder
+
+    join_folder(os.environ)
     if config_path:
         os.environ["BATCHGATE_CONFIG"] = config_path
     os.execv(args[0], args)  # noqa: S606  (replace this process: signals reach Celery)
@@ -211,25 +277,67 @@ def config_check(path: str) -> None:
 @main.command()
 @click.option("--url", default="http://127.0.0.1:4000", envvar="BATCHGATE_URL",
               show_envvar=True, show_default=True, help="Base URL of the gateway.")
+@click.option("--path", default=READINESS_PATH, show_default=True,
+              help="Route to GET under --url (a 2xx answer is healthy).")
+@click.option("--worker", "worker_check", is_flag=True,
+              help="Instead: ping this host's Celery worker through the broker.")
+@click.option("--node", help="Worker to ping with --worker [default: celery@<this host>].")
+@click.option("--beat", "beat_check", is_flag=True,
+              help="Instead: check that Celery beat on this host wrote its schedule lately.")
+@click.option("--max-age", type=float, default=DEFAULT_BEAT_MAX_AGE, show_default=True,
+              help="Seconds since beat's last write that still count as healthy.")
+@click.option("--redis", "redis_check", is_flag=True,
+              help="Instead: PING the configured Redis.")
+@config_option
 @click.option("--timeout", type=float, default=5.0, show_default=True)
-def healthcheck(url: str, timeout: float) -> None:
-    """Exit 0 when the gateway at URL is ready, 1 otherwise (for container healthchecks)."""
-    import urllib.error
-    import urllib.request
+def healthcheck(url: str, path: str, worker_check: bool, node: str | None, beat_check: bool,
+                max_age: float, redis_check: bool, config_path: str | None,
+                timeout: float) -> None:
+    """Exit 0 when healthy, 1 otherwise (for container healthchecks). By default checks the
+    gateway at URL is ready; --worker, --beat and --redis check the other processes (they
+    read the config: --config or BATCHGATE_CONFIG)."""
+    from batchgate import healthchecks as checks
 
     if not url.startswith(("http://", "https://")):
         raise click.BadParameter("must be an http:// or https:// URL", param_hint="--url")
-    request = urllib.request.Request(url.rstrip("/") + "/health/readiness")  # noqa: S310
-    key = os.environ.get("BATCHGATE_MASTER_KEY")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
+    reports = []
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            body = json.loads(response.read())
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        click.echo(f"not ready: {exc}", err=True)
+        if worker_check or beat_check or redis_check:
+            settings = _load(config_path)
+            if redis_check:
+                reports.append(checks.check_redis(settings, timeout))
+            if worker_check:
+                reports.append(checks.check_worker(
+                    settings, node or checks.default_worker_node(), timeout))
+            if beat_check:
+                reports.append(checks.check_beat(checks.beat_schedule_file(settings), max_age))
+        else:
+            reports.append(checks.check_api(url, timeout, path,
+                                            os.environ.get("BATCHGATE_MASTER_KEY")))
+    except checks.Unhealthy as exc:
+        click.echo(f"not ready: {exc.message}", err=True)
         sys.exit(1)
-    click.echo(json.dumps(body))
+    for report in reports:
+        click.echo(report)
+
+
+@main.command()
+@config_option
+@click.option("--port", type=int, default=5555, show_default=True, envvar="FLOWER_PORT",
+              show_envvar=True, help="Port of flower's web UI.")
+@click.option("--address", default="", envvar="FLOWER_ADDRESS", show_envvar=True,
+              help="Bind address [default: all interfaces].")
+def flower(config_path: str | None, port: int, address: str) -> None:
+    """Run flower, Celery's monitor, on batchgate's broker (pip install 'batchgate[flower]');
+    its other options come from FLOWER_* variables, e.g. FLOWER_BASIC_AUTH=user:password."""
+    import importlib.util
+
+    from batchgate.processes import celery_args
+
+    if importlib.util.find_spec("flower") is None:
+        raise click.ClickException("flower is not installed: pip install 'batchgate[flower]'")
+    _load(config_path)
+    _exec(celery_args("flower", f"--port={port}", f"--address={address}"), config_path)
 
 
 @main.command("fake-upstream", add_help_option=False,

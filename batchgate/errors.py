@@ -4,12 +4,14 @@
     ├── ConfigError                     bad config.yaml; the CLI exits 2 on it
     ├── RequestError                    400 invalid_request_error (the caller can fix it)
     │   ├── AuthenticationError         401 invalid_api_key
+    │   ├── PermissionDeniedError       403 (a key may not do this)
     │   ├── NotFoundError               404 (unknown route, id or model)
     │   ├── ConflictError               409
     │   ├── PayloadTooLargeError        413
     │   └── RateLimitedError            429, carries retry_after (seconds)
     └── UpstreamError                   502 an upstream failed in a way the caller cannot fix
-        ├── UpstreamUnavailableError    502 connection refused, reset, protocol garbage
+        ├── UpstreamUnavailableError    502 connection reset, protocol garbage
+        │   └── UpstreamDownError       503 no connection could be made; carries retry_after
         └── UpstreamTimeoutError        504 no answer within the deployment's timeout
 
 Third-party errors (httpx, redis, marshmallow, werkzeug) are translated into these once, at
@@ -96,6 +98,12 @@ class AuthenticationError(RequestError):
     code = "invalid_api_key"
 
 
+class PermissionDeniedError(RequestError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
 class NotFoundError(RequestError):
     status = 404
     code = "not_found"
@@ -139,6 +147,21 @@ class UpstreamError(BatchgateError):
 
 class UpstreamUnavailableError(UpstreamError):
     code = "upstream_unavailable"
+
+
+class UpstreamDownError(UpstreamUnavailableError):
+    """No connection could be made (refused, unresolvable, connect timeout): the request never
+    reached the upstream, which is down or not there. A 503 with ``Retry-After``, so a caller
+    comes back later, and queued work waits for it instead of failing."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, int(-(-self.retry_after // 1))))}
 
 
 class UpstreamTimeoutError(UpstreamError):

@@ -115,5 +115,6 @@ class EmbeddedRedis:
 
 
 def celery_args(*command: str) -> list[str]:
-    """``python -m celery -A batchgate.worker <command...>``."""
-    return [sys.executable, "-m", "celery", "-A", "batchgate.worker", *command]
+    """``python -m celery -A batchgate.worker --quiet <command...>``: no start-up banner, so
+    all a worker or beat prints is JSON log lines (batchgate.logs)."""
+    return [sys.executable, "-m", "celery", "-A", "batchgate.worker", "--quiet", *command]

@@ -8,6 +8,8 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from api.app import create_app
+from batchgate.logs import gunicorn_logger_class
+from batchgate.multiproc import child_exit
 from config.settings import Settings
 
 DEFAULT_WORKER_CLASS = "gevent"
@@ -50,6 +52,10 @@ def serve(settings: Settings, *, host: str, port: int, workers: int,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": log_level,
+        # gunicorn's own lines in batchgate's JSON format (batchgate.logs), and a dead
+        # worker's metrics files marked as such (multiprocess mode, batchgate.multiproc).
+        "logger_class": gunicorn_logger_class(),
+        "child_exit": child_exit,
         "proc_name": "batchgate",
         # gunicorn 27's control socket sits at one fixed path per user: two instances on a
         # host (tests, a benchmark beside a service) would fight over it. Nothing uses it.

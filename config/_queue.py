@@ -12,7 +12,7 @@ from config.settings import QueueSettings, Secret
 
 QUEUE_KEYS = ("secret_key", "completion_window", "max_batch_requests", "job_ttl",
               "feed_window", "chunk_size", "embedding_chunk_size", "worker_concurrency",
-              "max_wait", "item_lease",
+              "max_wait", "item_lease", "outage_wait",
               "webhook_allowed_hosts", "webhook_timeout", "webhook_schedule")
 
 
@@ -31,7 +31,8 @@ def parse_queue(server: Section) -> QueueSettings:
     out: dict[str, Any] = {}
     if (key := server.get_secret("secret_key")) is not None:
         out["secret_key"] = key
-    for name in ("completion_window", "job_ttl", "max_wait", "item_lease", "webhook_timeout"):
+    for name in ("completion_window", "job_ttl", "max_wait", "item_lease", "outage_wait",
+                 "webhook_timeout"):
         if (seconds := _duration(scope, server.path(name), server.get(name))) is not None:
             out[name] = seconds
     for name in ("max_batch_requests", "feed_window", "chunk_size", "embedding_chunk_size",

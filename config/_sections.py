@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any, TypeVar
 
+from config._client_side import LITELLM_SWITCH, SECTION_KEY, parse_client_side
 from config._fields import (
     Scope,
     Section,
@@ -56,7 +57,7 @@ ROUTER_IGNORED = frozenset({
 # LiteLLM also reads these under litellm_settings; router_settings wins when both are given.
 LITELLM_ROUTER_KEYS = ("num_retries", *FALLBACK_KEYS, "default_fallbacks")
 LITELLM_KEYS = ("request_timeout", "drop_params", *LITELLM_ROUTER_KEYS)
-GENERAL_KEYS = ("master_key",)
+GENERAL_KEYS = ("master_key", SECTION_KEY, LITELLM_SWITCH)
 SERVER_KEYS = ("redis_url", "key_prefix", "max_request_bytes", "connect_timeout", "host", "port")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LITELLM_IGNORED = frozenset({
@@ -129,13 +130,14 @@ def parse_litellm(litellm: Section) -> LiteLLMSettings:
 
 
 def parse_general(general: Section) -> GeneralSettings:
-    """``general_settings``: the master key."""
+    """``general_settings``: the master key, client-side credentials."""
     check_keys(general.scope, "", general.data, known=GENERAL_KEYS, ignored=GENERAL_IGNORED)
     master_key = general.get_secret("master_key")
     if master_key is None and "master_key" in general.data:
         general.scope.note("no key (null, empty or None): the API is open to anyone",
                            "master_key")
-    return GeneralSettings(master_key=master_key)
+    return GeneralSettings(master_key=master_key,
+                           client_side_credentials=parse_client_side(general))
 
 
 def parse_server(server: Section) -> ServerSettings:

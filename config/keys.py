@@ -12,6 +12,8 @@ each group lives in one Redis Cluster slot)::
     P:job:{J}:attempts        hash    item index -> JSON routing state of an item being retried
     P:job:{J}:ids             hash    custom_id -> input line, only while a batch input file is
                                       validated (duplicate check); deleted when that ends
+    P:job:{J}:credentials     hash    "*" (the job's) or item index -> a caller's own upstream
+                                      credentials, each a Fernet token (never in clear)
     P:job:{J}:events          pub/sub channel (not a key): item and job events
     P:jobs:owner:{O}          zset    job ids of owner O by creation time (listing)
     P:batches:owner:{O}       zset    ids of owner O's ``/v1/batches`` jobs by creation time
@@ -30,9 +32,17 @@ each group lives in one Redis Cluster slot)::
                                       (rpm/tpm sliding window of deployment D, ~242 buckets),
                                       plus requests, tokens (totals) and low (oldest bucket kept)
     P:dep:{D}:inflight        zset    reservation -> lease deadline (parallel requests)
-    P:dep:{D}:state           hash    blocked_until, fails (cooldown), learned (AIMD), cut_at,
-                                      latency, upstream signals, interactive_until
+    P:dep:{D}:state           hash    blocked_until, fails and cooling_until (cooldown), learned
+                                      (AIMD), cut_at, latency, upstream signals, interactive_until
+    P:vkey:{T}                hash    a virtual key by token T (sha256 of the key; the clear key
+                                      is never stored): alias, models, limits, expiry, metadata
+    P:vkeys                   zset    virtual key tokens by creation time
+    P:vkeys:alias             hash    key alias -> token (aliases are unique)
+    P:usage:{O}               hash    prompt_tokens, completion_tokens, total_tokens, requests
+                                      spent by owner O (a virtual key: ``key:<token>``)
     P:celery:...              Celery's own broker keys (kombu ``global_keyprefix``)
+    P:celery:{Q}              list    queue Q's waiting task messages (kombu's; read only
+                                      for the queue-depth gauge, never written here)
 
 TTL policy:
 
@@ -47,6 +57,8 @@ TTL policy:
   deployment leaves nothing behind, and forgets what it learned after a quiet day.
 - Idempotency keys expire after :data:`IDEMPOTENCY_TTL` (24 h, as OpenAI keeps them).
 - A batch's ``ids`` hash is deleted when its input file's validation ends (either way).
+- A job's ``credentials`` hash is deleted by the script that ends the job (whatever the
+  end); its TTL, the completion window plus :data:`CREDENTIALS_TTL_MARGIN`, is a backstop.
 - The index sets (``jobs:owner``, ``batches:owner``, ``jobs:active``, ``jobs:finalizing``,
   ``leases``, ``webhooks:due``) carry no TTL:
   members leave when their work ends, and listing prunes owner entries whose job expired.
@@ -56,6 +68,8 @@ TTL policy:
   :data:`FILE_TOMBSTONE_TTL` (an hour) and its ``files:owner`` entry, so a list cursor
   naming a file deleted mid-iteration still works; listing prunes entries whose record is
   gone. ``files:owner`` and ``files:expiring`` carry no TTL.
+- Virtual keys, their index and alias map, and an owner's usage live until the key is
+  deleted (``/key/delete`` removes all four); an expired key stays readable by the admin.
 """
 
 from __future__ import annotations
@@ -65,6 +79,13 @@ from dataclasses import dataclass
 IDEMPOTENCY_TTL = 24 * 3600
 FILE_TOMBSTONE_TTL = 3600
 DEPLOYMENT_STATE_TTL = 24 * 3600
+CREDENTIALS_TTL_MARGIN = 3600
+"""How long a job's client-side credentials outlive its completion window at most: beat
+expires an overdue job within a minute, and its last calls end within their timeout."""
+KOMBU_PRIORITY_SEP = "\x06\x16"
+KOMBU_PRIORITY_STEPS = (0, 3, 6, 9)
+"""kombu's Redis transport defaults (``sep``, ``priority_steps``): how it names a
+queue's lists."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +121,10 @@ class Keys:
     def ids(self, job_id: str) -> str:
         """custom_id -> input line while a batch input file is validated (hash)."""
         return f"{self.job(job_id)}:ids"
+
+    def credentials(self, job_id: str) -> str:
+        """``*`` or item index -> a caller's encrypted upstream credentials (hash)."""
+        return f"{self.job(job_id)}:credentials"
 
     def owner_batches(self, owner: str) -> str:
         """``/v1/batches`` job ids of one owner by creation time (zset)."""
@@ -162,7 +187,31 @@ class Keys:
         """One deployment's blocks, learned limits and upstream signals (hash)."""
         return f"{self.deployment(deployment_id)}:state"
 
+    def virtual_key(self, token: str) -> str:
+        """One virtual key's record, by token (hash)."""
+        return f"{self.prefix}:vkey:{token}"
+
+    @property
+    def virtual_keys(self) -> str:
+        """Virtual key tokens by creation time (zset)."""
+        return f"{self.prefix}:vkeys"
+
+    @property
+    def key_aliases(self) -> str:
+        """Key alias -> token (hash)."""
+        return f"{self.prefix}:vkeys:alias"
+
+    def usage(self, owner: str) -> str:
+        """Tokens and requests spent by one owner (hash)."""
+        return f"{self.prefix}:usage:{owner}"
+
     @property
     def celery(self) -> str:
         """The prefix of Celery's broker keys."""
         return f"{self.prefix}:celery:"
+
+    def broker_queues(self, queue: str) -> list[str]:
+        """The lists holding queue ``queue``'s waiting messages: kombu's Redis transport keeps
+        one per priority step, the plain name for step 0 (the only one batchgate sends to)."""
+        return [self.celery + queue] + [f"{self.celery}{queue}{KOMBU_PRIORITY_SEP}{step}"
+                                        for step in KOMBU_PRIORITY_STEPS[1:]]

@@ -184,10 +184,35 @@ class LiteLLMSettings:
 
 
 @dataclass(frozen=True)
+class ApiBasePattern:
+    """One ``allowed_api_bases`` entry: a URL prefix, or ``scheme://*.domain[:port][/path]``."""
+
+    scheme: str
+    host: str
+    """Lower case, no trailing dot; for a wildcard, the domain after ``*.``."""
+    port: int
+    path: str
+    """Path prefix without a trailing slash (``""``: any path)."""
+    wildcard: bool = False
+    """``*.`` matches exactly one more label in front of ``host``."""
+
+
+@dataclass(frozen=True)
+class ClientCredentialsSettings:
+    """``general_settings.client_side_credentials``: callers' own ``api_key``/``api_base``."""
+
+    enabled: bool = False
+    allowed_api_bases: tuple[ApiBasePattern, ...] = ()
+    """Where a caller's ``api_base`` may point; empty: callers may only bring a key."""
+
+
+@dataclass(frozen=True)
 class GeneralSettings:
     """LiteLLM's ``general_settings`` that batchgate honours."""
 
     master_key: Secret | None = None
+    client_side_credentials: ClientCredentialsSettings = field(
+        default_factory=ClientCredentialsSettings)
 
 
 @dataclass(frozen=True)
@@ -227,6 +252,11 @@ class QueueSettings:
     item_lease: float | None = None
     """Seconds before an unfinished chunk is handed out again; default: the longest
     upstream timeout plus a margin."""
+    outage_wait: float | None = None
+    """Seconds a queued item waits for a model group none of whose deployments can be reached
+    (refused, unresolvable, connect timeout) once its retries and fallbacks are spent, before
+    it fails with 503 ``upstream_unavailable``; default: as long as its job's completion
+    window lasts (it then ends ``expired``)."""
     webhook_allowed_hosts: tuple[str, ...] = ()
     webhook_timeout: float = DEFAULT_WEBHOOK_TIMEOUT
     webhook_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE

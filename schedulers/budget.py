@@ -114,7 +114,8 @@ def parse_state(window: str, in_flight: int, state_flat: list[str],
         learned_parallel=_float(st, "learned"), latency=_float(st, "latency"),
         signal_requests=signal_requests, signal_requests_reset=signal_requests_reset,
         signal_tokens=signal_tokens, signal_tokens_reset=signal_tokens_reset,
-        interactive_until=_float(st, "interactive_until") or 0.0)
+        interactive_until=_float(st, "interactive_until") or 0.0,
+        cooling_until=_float(st, "cooling_until") or 0.0)
 
 
 class RedisBudgets:

@@ -40,6 +40,9 @@ class Journey:
     chain: tuple[str, ...] | None = None
     """Fallback groups still to try; ``None`` until the first fallback is chosen."""
     last_error: str | None = field(default=None)
+    down_since: float | None = None
+    """When (epoch seconds) a queued request first found no deployment left to try that could
+    be reached; it waits for one to come back (see ``Gateway.run``)."""
 
     @classmethod
     def start(cls, group: str) -> Journey:
@@ -61,7 +64,8 @@ class Journey:
                            "attempts": self.attempts, "group_attempts": self.group_attempts,
                            "avoid": list(self.avoid),
                            "chain": None if self.chain is None else list(self.chain),
-                           "last_error": self.last_error}, separators=(",", ":"))
+                           "last_error": self.last_error, "down_since": self.down_since},
+                          separators=(",", ":"))
 
     @classmethod
     def load(cls, text: str) -> Journey:
@@ -72,7 +76,7 @@ class Journey:
                    attempts=int(raw["attempts"]), group_attempts=int(raw["group_attempts"]),
                    avoid=tuple(raw.get("avoid") or ()),
                    chain=None if chain is None else tuple(chain),
-                   last_error=raw.get("last_error"))
+                   last_error=raw.get("last_error"), down_since=raw.get("down_since"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ class _Budget:
     signal_tokens_reset: float = 0.0
     interactive_until: float = 0.0
     interactive_seen: float = -math.inf
+    cooling_until: float = 0.0
 
     def prune(self, now: float) -> None:
         """Forget buckets that stopped counting and leases that ran out (dead workers)."""
@@ -83,7 +84,7 @@ class _Budget:
             signal_requests_reset=self.signal_requests_reset if requests_on else 0.0,
             signal_tokens=self.signal_tokens if tokens_on else None,
             signal_tokens_reset=self.signal_tokens_reset if tokens_on else 0.0,
-            interactive_until=self.interactive_until)
+            interactive_until=self.interactive_until, cooling_until=self.cooling_until)
 
 
 class MemoryBudgets:
@@ -212,6 +213,7 @@ def _failed(budget: _Budget, cooldown: CooldownPolicy, now: float) -> None:
     budget.fails = [t for t in budget.fails if t > now - cooldown.window] + [now]
     if len(budget.fails) > cooldown.allowed_fails:
         budget.blocked_until = max(budget.blocked_until, now + cooldown.cooldown_time)
+        budget.cooling_until = now + cooldown.cooldown_time
         budget.fails = []
 
 

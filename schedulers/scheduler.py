@@ -15,12 +15,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from config.settings import DEFAULT_LEASE_MARGIN, Deployment, Settings
 from schedulers.backend import Budgets
 from schedulers.fallbacks import RoutingOptions, fallback_chain
 from schedulers.picker import Strategy, Wait, choose
+from schedulers.principal import NO_COOLDOWN, Principal, budget_subject, principal_report
 from schedulers.retry import ErrorClass, RetryPolicy
 from schedulers.state import (
     NO_SIGNALS,
@@ -52,6 +53,8 @@ class Reservation:
     """The group's OpenAI-style ``x-ratelimit-*`` headers as of this reservation."""
     tracked: bool = True
     """False when nothing needed reserving (see :meth:`Scheduler.reserve`)."""
+    principal: tuple[Principal, Grant] | None = field(default=None, compare=False)
+    """The caller's own budget reserved with it, released with it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,8 @@ class Busy:
     """No deployment of the group has room for ``delay`` seconds (``inf``: it never will)."""
 
     delay: float
+    caller: bool = False
+    """True when the caller's own limit (its key's) is what holds it, not the deployments'."""
 
     @property
     def never(self) -> bool:
@@ -116,9 +121,26 @@ class Scheduler:
         return self.settings.timeout_for(deployment) + DEFAULT_LEASE_MARGIN
 
     def reserve(self, group: str, tokens: int, priority: Priority,
-                avoid: Sequence[str] = ()) -> Reservation | Busy:
+                avoid: Sequence[str] = (), principal: Principal | None = None,
+                ) -> Reservation | Busy:
         """Room for one request of ``tokens`` on a deployment of ``group``, or how long until
-        there might be."""
+        there might be; within ``principal``'s own limits first, when it declares any."""
+        if principal is None or not principal.limited:
+            return self._reserve(group, tokens, priority, avoid)
+        lease = max(self.lease(d) for d in self._groups[group])
+        own = self.budgets.acquire(budget_subject(principal), tokens, priority, lease)
+        if not isinstance(own, Grant):
+            now = self._snapshot(group, fresh=False)[1]
+            return Busy(max(0.0, own.until - now), caller=True)
+        got = self._reserve(group, tokens, priority, avoid)
+        if isinstance(got, Busy):
+            self.budgets.release(own, Report(Outcome.UNSENT), budget_subject(principal),
+                                 NO_COOLDOWN)
+            return got
+        return replace(got, principal=(principal, own))
+
+    def _reserve(self, group: str, tokens: int, priority: Priority,
+                 avoid: Sequence[str]) -> Reservation | Busy:
         deployments = self._groups[group]
         strategy = self.settings.router.routing_strategy
         snapshot, now = self._snapshot(group, fresh=False)
@@ -177,6 +199,10 @@ class Scheduler:
 
     def release(self, reservation: Reservation, report: Report) -> None:
         """Give the room back, saying how the call went."""
+        if reservation.principal is not None:
+            principal, grant = reservation.principal
+            self.budgets.release(grant, principal_report(report), budget_subject(principal),
+                                 NO_COOLDOWN)
         if not reservation.tracked:
             with self._lock:
                 in_flight = self._local[reservation.deployment.id]

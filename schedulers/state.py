@@ -84,6 +84,9 @@ class DeploymentState:
     signal_tokens_reset: float = 0.0
     interactive_until: float = 0.0
     """Bulk grants are refused until then: an interactive caller is waiting for this budget."""
+    cooling_until: float = 0.0
+    """Cooling down after ``allowed_fails`` failures until then (it is also blocked): the
+    deployment is failing, not busy."""
 
     @property
     def requests(self) -> int:

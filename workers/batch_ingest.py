@@ -13,15 +13,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from batchgate.errors import RequestError
+from workers import json_text
 from workers.batch_lines import check_request
 from workers.dispatch import Dispatcher
 from workers.filestore import BlobMissingError, LineTooLongError
 from workers.jobs import Item, Job, JobStatus
+from workers.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def _requests(lines: Iterator[bytes], reading: Reading) -> Iterator[tuple[int, A
             if not raw.strip():
                 continue
             try:
-                yield number, json.loads(raw.decode("utf-8"))
+                yield number, json_text.loads(raw.decode("utf-8"))
             except UnicodeDecodeError:
                 reading.fault("invalid_encoding", number, f"Line {number} is not valid UTF-8.")
             except ValueError as exc:
@@ -92,6 +94,7 @@ def read_file(dispatcher: Dispatcher, job: Job) -> Reading:
                               f"{earlier}; each request needs its own.", "custom_id")
         reading.page_ids, reading.page_items = [], {}
 
+    resolve = _resolver(runtime, job)
     lines = runtime.files.store.lines(job["input_file_id"], max_line_bytes=MAX_LINE_BYTES)
     for number, raw in _requests(lines, reading):
         reading.requests += 1
@@ -100,7 +103,7 @@ def read_file(dispatcher: Dispatcher, job: Job) -> Reading:
                           f"{reading.limit} requests.")
             break
         try:
-            request = check_request(raw, endpoint, runtime.gateway.resolve)
+            request = check_request(raw, endpoint, resolve)
         except RequestError as exc:
             reading.fault(exc.code or "invalid_request", number, f"Line {number}: {exc.message}",
                           exc.param)
@@ -149,3 +152,17 @@ def ingest(dispatcher: Dispatcher, job_id: str) -> str:
         store.clear_items(job_id)  # stopped while it was read: keep nothing of it
         dispatcher.finalize()
     return status
+
+
+def _resolver(runtime: Runtime, job: Job) -> Callable[[str], list[str]]:
+    """Model name -> groups, refusing groups the owner's virtual key may not use."""
+    vkey = runtime.key_store.by_owner(job["owner"])
+    if vkey is None or not vkey.models:
+        return runtime.gateway.resolve
+
+    def resolve(model: str) -> list[str]:
+        groups = runtime.gateway.resolve(model)
+        vkey.check_models(groups)
+        return groups
+
+    return resolve

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import Schema, ValidationError, fields, validate
 
 from batchgate.errors import RequestError
+from workers.client_credentials import CALLER_FIELDS, carries
 from workers.schemas import SCHEMAS, first_field_error
 
 ENDPOINT_ALIASES = {f"{prefix}/{name}": name
@@ -80,6 +81,13 @@ def check_body(endpoint: str, body: dict[str, Any]) -> str:
     """Validate a request body for ``endpoint``; returns its ``model`` as written."""
     if endpoint == "embeddings" and (model := _plain_embedding_model(body)) is not None:
         return model
+    if carries(body):
+        # A batch input file is kept on disk as uploaded: no place for a credential. (Inline
+        # batches and single requests had theirs taken out before this check.)
+        name = next(n for n in CALLER_FIELDS if body.get(n) is not None)
+        raise RequestError(f"{name} (client-side credentials) is not accepted in a batch "
+                           "input file; send the requests to /queue/requests instead",
+                           param=name, code="client_side_credentials_unsupported")
     try:
         loaded = SCHEMAS[endpoint].load(body)
     except ValidationError as exc:

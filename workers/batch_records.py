@@ -65,7 +65,13 @@ def batch_object(job: Job, now: float) -> dict[str, Any]:
     }
     for name in TIMESTAMPS:
         out[name] = job.number(name) or None
+    usage = job.usage()
     out.update({"request_counts": request_counts(job), "metadata": metadata or None,
+                "usage": {"input_tokens": usage.prompt_tokens,
+                          "input_tokens_details": {"cached_tokens": 0},
+                          "output_tokens": usage.completion_tokens,
+                          "output_tokens_details": {"reasoning_tokens": 0},
+                          "total_tokens": usage.total_tokens},
                 "progress": progress(job, now)})
     return out
 

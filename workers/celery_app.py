@@ -14,8 +14,10 @@ from typing import Any
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
+from workers.broker_guard import guard_closed_connection
 from workers.jobs import BULK_QUEUE, INTERACTIVE_QUEUE
 from workers.runtime import Runtime, redis_connections
+from workers.task_context import install as install_task_context
 
 RECOVERY_INTERVAL = 2.0
 EXPIRY_INTERVAL = 5.0
@@ -26,6 +28,7 @@ VISIBILITY_MARGIN = 300.0
 
 def make_celery(runtime: Runtime) -> Celery:
     """The Celery app for a runtime; its tasks find the runtime at ``app.batchgate``."""
+    guard_closed_connection()
     app = Celery("batchgate", set_as_current=False)
     settings = runtime.settings
     # A message unacked this long is handed out again by the broker itself; it must outlast
@@ -75,6 +78,7 @@ def make_celery(runtime: Runtime) -> Celery:
         beat_schedule_filename=str(Path(tempfile.gettempdir()) / "batchgate-beat-schedule"),
     )
     app.batchgate = runtime
+    install_task_context()  # request ids into messages, job ids into worker log lines
     import workers.tasks  # noqa: F401  (registers the shared tasks with every app)
 
     return app

@@ -14,6 +14,7 @@ import random
 import time
 
 from batchgate.errors import BatchgateError
+from workers import metrics
 from workers.dispatch import Dispatcher
 from workers.webhooks.delivery import deliver_once, event_payload, message_id
 from workers.webhooks.policy import Outcome, decide, describe
@@ -55,6 +56,7 @@ def deliver(dispatcher: Dispatcher, job_id: str) -> None:
                            allowed=queue.webhook_allowed_hosts)
     attempts = job.number("webhook_attempts") + 1
     decision = decide(attempts, outcome, queue.webhook_schedule, _rng, now=time.time())
+    metrics.webhook_delivery(decision.kind)
     fields: dict[str, str | int] = {"webhook_attempts": attempts,
                                     "webhook_last_status": outcome.status or 0,
                                     "webhook_last_error": _error(outcome)}

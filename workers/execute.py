@@ -14,6 +14,7 @@ import time
 
 from schedulers.journey import Journey
 from schedulers.state import Priority
+from workers.credentialed_items import run_items
 from workers.dispatch import Dispatcher
 from workers.items import Finished, ItemRunner, stopped
 from workers.jobs import ENDED, INTERACTIVE_QUEUE, JobStatus
@@ -39,9 +40,13 @@ def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> Non
     pending = [item for item in items if item.index not in done]
     ended = False
 
+    vkey = runtime.key_store.by_owner(job["owner"])
+
     def record(results: list[Finished]) -> None:
         nonlocal ended
-        _written, status = store.finish_many(job_id, results, time.time())
+        _written, status, usage = store.finish_many(job_id, results, time.time())
+        if vkey is not None:
+            runtime.key_store.add_usage(vkey.owner, usage)
         ended = ended or status in ENDED or status == JobStatus.FINALIZING
         store.renew_lease(member, time.time() + lease)
 
@@ -54,8 +59,9 @@ def run_chunk(dispatcher: Dispatcher, job_id: str, start: int, stop: int) -> Non
     queue = job.get("queue") or INTERACTIVE_QUEUE
     priority = Priority.INTERACTIVE if queue == INTERACTIVE_QUEUE else Priority.BULK
     runner = ItemRunner(runtime.gateway, job["endpoint"], priority, record,
-                        stopping=lambda: store.stopping(job_id))
-    deferral = runner.run(pending, saved) if pending else None
+                        stopping=lambda: store.stopping(job_id),
+                        principal=vkey.principal if vkey is not None else None)
+    deferral = run_items(runtime, job, runner, pending, saved) if pending else None
     if deferral is not None and not ended:
         store.save_journeys(job_id, {i: j.dump() for i, j in deferral.journeys.items()})
         store.renew_lease(member, time.time() + deferral.delay + lease)

@@ -59,7 +59,8 @@ class FileService:
         self.store.delete(record.id)
 
     def expire_due(self, now: float | None = None) -> int:
-        """Delete files whose ``expires_at`` has passed; how many."""
+        """Delete files whose ``expires_at`` has passed; how many. Also sweeps the temporary
+        bodies of uploads whose process died (a killed API), so none lingers for long."""
         now = time.time() if now is None else now
         removed = 0
         for file_id in self.catalog.expiring(now, EXPIRY_SCAN):
@@ -67,4 +68,5 @@ class FileService:
             self.store.delete(file_id)
             log.info("file %s expired", file_id)
             removed += 1
+        self.store.sweep_partials()
         return removed

@@ -23,8 +23,9 @@ from batchgate.errors import BatchgateError, RequestError
 CHUNK_BYTES = 64 * 1024
 DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 PARTIALS_DIR = ".partial"
-STALE_PARTIAL_SECONDS = 24 * 3600.0
-"""A temporary body older than this belongs to a process that died mid-upload."""
+STALE_PARTIAL_SECONDS = 3600.0
+"""A temporary body not written to for this long belongs to a process that died mid-upload
+(an upload writes as its bytes arrive; a client silent for an hour is gone too)."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -80,6 +81,9 @@ class FileStore(Protocol):
 
     def delete(self, file_id: str) -> bool:
         """Remove a body; False when there was none."""
+
+    def sweep_partials(self, older_than: float = STALE_PARTIAL_SECONDS) -> int:
+        """Remove temporary bodies left by processes that died mid-write; how many."""
 
 
 class _LocalWriter:

@@ -22,6 +22,7 @@ from schedulers.fallbacks import RoutingOptions
 from schedulers.journey import Journey
 from schedulers.packing import PackLimits, limits_for, merged_body, pack, packable, split_response
 from schedulers.packing import too_large as too_large_reason
+from schedulers.principal import Principal
 from schedulers.state import Priority
 from schedulers.tokens import input_tokens
 from workers.answers import Answer, error_answer
@@ -83,8 +84,10 @@ class ItemRunner:
     """Runs the pending items of one chunk; calls ``record`` as results come in."""
 
     def __init__(self, gateway: Gateway, endpoint: str, priority: Priority,
-                 record: Record, *, stopping: Callable[[], Outcome | None]) -> None:
+                 record: Record, *, stopping: Callable[[], Outcome | None],
+                 principal: Principal | None = None) -> None:
         self.gateway = gateway
+        self.principal = principal
         self.stopping = stopping
         self.endpoint = endpoint
         self.priority = priority
@@ -135,7 +138,7 @@ class ItemRunner:
             body, options = self.gateway.options(item.body)
             result = self.gateway.run(journey, self.endpoint, body, options,
                                       priority=self.priority, patience=self.patience,
-                                      defer=True)
+                                      defer=True, principal=self.principal)
         except BatchgateError as exc:
             self.record([failed(item, exc)])
             return None
@@ -197,7 +200,7 @@ class ItemRunner:
         try:
             result = self.gateway.run(journey, EMBEDDINGS, body, NO_OPTIONS,
                                       priority=self.priority, patience=self.patience,
-                                      defer=True, tokens=tokens)
+                                      defer=True, tokens=tokens, principal=self.principal)
         except BatchgateError as exc:
             self.record([failed(m, exc) for m in members])
             return None

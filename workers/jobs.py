@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.usage import Usage
+
 
 class JobKind(enum.StrEnum):
     SINGLE = "single"
@@ -109,6 +111,9 @@ class NewJob:
     """A ``/v1/batches`` job: its items come from this file, read after the job is written."""
     completion_window_text: str = ""
     """The completion window as the caller wrote it (``"24h"``), shown back verbatim."""
+    credentials_sealed: Mapping[str, str] = field(default_factory=dict)
+    """Callers' own upstream credentials: ``"*"`` (every item) or item index -> Fernet
+    token. Kept apart from the record, in the job's ``credentials`` hash."""
 
     @property
     def queue(self) -> str:
@@ -132,6 +137,10 @@ class NewJob:
             record.update({"status": JobStatus.VALIDATING.value, "files": "1",
                            "input_file_id": self.input_file_id, "total": "0",
                            "completion_window_text": self.completion_window_text})
+        if self.credentials_sealed:
+            # Tells a worker to use the caller's credentials, and to fail rather than fall
+            # back to the deployment's if they are gone.
+            record["client_credentials"] = "1"
         if self.webhook_url:
             record.update({"webhook_url": self.webhook_url, "webhook_state": "waiting",
                            "webhook_events": json.dumps(self.webhook_events),
@@ -139,6 +148,10 @@ class NewJob:
             if self.webhook_secret_sealed:
                 record["webhook_secret"] = self.webhook_secret_sealed
         return record
+
+
+USAGE_PREFIX = "usage_"
+"""Usage counters in the job record (``finish_item.lua`` adds to them)."""
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,10 @@ class Job:
         return {name: self.number(name) for name in
                 ("total", "completed", "failed", "cancelled", "expired")}
 
+    def usage(self) -> Usage:
+        """Tokens and upstream requests its items have used so far."""
+        return Usage.of_fields(self.fields, USAGE_PREFIX)
+
     def public(self) -> dict[str, Any]:
         """The ``queue.job`` object (no secret, no internal bookkeeping)."""
         out: dict[str, Any] = {
@@ -190,6 +207,7 @@ class Job:
             "expires_at": self.number("expires_at"), "priority": self.number("priority"),
             "request_counts": self.request_counts(),
             "metadata": json.loads(self.fields.get("metadata") or "{}"),
+            "usage": self.usage().as_dict(),
         }
         for name in ("in_progress_at", "cancelling_at", "finished_at", "completed_at",
                      "failed_at", "cancelled_at", "expired_at"):

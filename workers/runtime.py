@@ -22,6 +22,7 @@ from workers.filestore import LocalDirectoryStore
 from workers.gateway import Gateway
 from workers.store import JobStore
 from workers.upstream import UpstreamClient
+from workers.virtual_keys import KeyStore
 from workers.webhooks.secretbox import SecretBox
 
 REDIS_CONNECTION_MARGIN = 64
@@ -75,6 +76,11 @@ class Runtime:
     def gateway(self) -> Gateway:
         return Gateway(self.settings, self._client or UpstreamClient(self.settings),
                        Scheduler(self.settings, self.budgets))
+
+    @cached_property
+    def key_store(self) -> KeyStore:
+        """Virtual keys and per-key usage (in Redis)."""
+        return KeyStore(self.redis, self.keys)
 
     @cached_property
     def secretbox(self) -> SecretBox | None:

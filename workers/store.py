@@ -17,8 +17,9 @@ from typing import Any, cast
 import redis
 
 from batchgate.errors import ConflictError
-from config.keys import IDEMPOTENCY_TTL, Keys
+from config.keys import CREDENTIALS_TTL_MARGIN, IDEMPOTENCY_TTL, Keys
 from workers.jobs import Item, Job, NewJob, Outcome
+from workers.usage import Usage, result_usage
 
 ITEMS_PER_HSET = 1000
 """Items written per HSET while storing a batch: bounded pipeline commands."""
@@ -103,6 +104,11 @@ class JobStore:
         if job.input_file_id is not None:
             pipe.zadd(self.keys.owner_batches(job.owner), {job.id: now})
         pipe.zadd(self.keys.active, {job.id: job.created_at + job.completion_window})
+        if job.credentials_sealed:
+            # Deleted by the script that ends the job; the TTL is only a backstop.
+            key = self.keys.credentials(job.id)
+            pipe.hset(key, mapping=_fields(dict(job.credentials_sealed)))
+            pipe.expire(key, int(job.completion_window) + CREDENTIALS_TTL_MARGIN)
         pipe.execute()
 
     # -- reading ------------------------------------------------------------------------
@@ -188,22 +194,23 @@ class JobStore:
     def _job_keys(self, job_id: str) -> list[str]:
         k = self.keys
         return [k.job(job_id), k.results(job_id), k.items(job_id), k.done(job_id), k.active,
-                k.webhooks_due, k.finalizing, k.attempts(job_id)]
+                k.webhooks_due, k.finalizing, k.attempts(job_id), k.credentials(job_id)]
 
     def finish(self, job_id: str, index: int, outcome: Outcome, result: str,
                now: float) -> tuple[bool, str]:
         """Record one item's outcome; ``(written now, job status after)``."""
-        written, status = self.finish_many(job_id, [(index, outcome, result)], now)
+        written, status, _usage = self.finish_many(job_id, [(index, outcome, result)], now)
         return written == 1, status
 
     def finish_many(self, job_id: str, outcomes: Sequence[tuple[int, Outcome, str]],
-                    now: float) -> tuple[int, str]:
-        """Record several items' outcomes at once; ``(results written now, status after)``."""
+                    now: float) -> tuple[int, str, Usage]:
+        """Record several items' outcomes at once; ``(results written now, status after,
+        the usage those results added to the job's)``."""
         args: list[str | int] = [int(now), self._ttl, self.keys.events(job_id), job_id]
         for index, outcome, result in outcomes:
-            args.extend((index, result, outcome.value))
-        written, status = cast(list[Any], self._finish(keys=self._job_keys(job_id), args=args))
-        return int(written), str(status)
+            args.extend((index, result, outcome.value, result_usage(result)))
+        reply = cast(list[Any], self._finish(keys=self._job_keys(job_id), args=args))
+        return int(reply[0]), str(reply[1]), Usage(*(int(v) for v in reply[2:6]))
 
     def journeys(self, job_id: str, indexes: Sequence[int]) -> dict[int, str]:
         """The saved routing state (journey JSON) of items that were deferred or retried."""

@@ -17,7 +17,7 @@ import httpx
 import urllib3
 import urllib3.exceptions
 
-from batchgate.errors import UpstreamTimeoutError, UpstreamUnavailableError
+from batchgate.errors import UpstreamDownError, UpstreamTimeoutError, UpstreamUnavailableError
 
 DEFAULT_MAX_CONNECTIONS = 512
 _CHUNK = 16 * 1024
@@ -72,10 +72,15 @@ def _unavailable(where: str, exc: Exception) -> UpstreamUnavailableError:
     return UpstreamUnavailableError(f"{where} could not be reached ({type(exc).__name__})")
 
 
+def _down(where: str, exc: Exception) -> UpstreamDownError:
+    return UpstreamDownError(f"{where} could not be reached ({type(exc).__name__})")
+
+
 def _translate_urllib3(exc: urllib3.exceptions.HTTPError, where: str) -> Exception:
-    # NewConnectionError subclasses ConnectTimeoutError: a refused connection is not slow.
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        return _unavailable(where, exc)
+    # Refused, unresolvable or no connection in time (NewConnectionError subclasses
+    # ConnectTimeoutError): the request never left, so it is safe to send again later.
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return _down(where, exc)
     if isinstance(exc, urllib3.exceptions.TimeoutError):
         return _timeout(where, exc)
     return _unavailable(where, exc)
@@ -134,6 +139,8 @@ class Urllib3Transport:
 
 
 def _translate_httpx(exc: httpx.HTTPError, where: str) -> Exception:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return _down(where, exc)
     if isinstance(exc, httpx.TimeoutException):
         return _timeout(where, exc)
     return _unavailable(where, exc)

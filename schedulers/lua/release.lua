@@ -84,6 +84,7 @@ elseif outcome == 'failed' then
     if #fails > allowed then
       blocked = math.max(blocked, now + cooldown)
       set.blocked_until = fmt(blocked)
+      set.cooling_until = fmt(now + cooldown)
       fails = {}
     end
     set.fails = table.concat(fails, ' ')

@@ -112,16 +112,22 @@ def queue_config(base_url: str, redis_url: str, prefix: str, **settings: Any) ->
     config["batchgate_settings"] = {
         "redis_url": redis_url, "key_prefix": prefix, "webhook_allowed_hosts": ["127.0.0.1"],
         "webhook_schedule": [0, "1s", "1s"], "webhook_timeout": 3, "item_lease": 5,
-        "worker_concurrency": 64, "max_batch_requests": 2000, **settings}
+        "worker_concurrency": 64, "max_batch_requests": 2000,
+        # "broken" is never reachable: its items fail after 2 s instead of waiting out the
+        # "outage" for their whole completion window (tests/integration/test_drills.py).
+        "outage_wait": "2s", **settings}
     return config
 
 
 @contextlib.contextmanager
 def queue_service(fake_upstream: FakeUpstream, redis_client: redis.Redis, redis_url: str, *,
-                  queue_workers: int = 1, **settings: Any) -> Iterator[GatewayProcess]:
+                  queue_workers: int = 1, master_key: str | None = None,
+                  **settings: Any) -> Iterator[GatewayProcess]:
     """A whole batchgate on a fresh prefix; its keys are deleted afterwards."""
     prefix = f"bgtest-{uuid.uuid4().hex[:10]}"
     config = queue_config(fake_upstream.base_url, redis_url, prefix, **settings)
+    if master_key:
+        config["general_settings"] = {"master_key": master_key}
     try:
         with GatewayProcess(config, workers=1, extra_args=["--queue-workers", str(queue_workers)],
                             env={"BATCHGATE_SECRET_KEY": SERVER_SECRET_KEY}) as gw:

@@ -106,7 +106,7 @@ def test_upload_retrieve_download_delete(client: FlaskClient, app: Flask, prefix
     created = upload(client, name="../../etc/passwd")
     assert created.status_code == 200
     body = created.get_json()
-    assert body["filename"] == "../../etc/passwd"
+    assert body["filename"] == "passwd"  # the last path component only (RFC 2183, 2.3)
     assert (body["object"], body["bytes"], body["purpose"]) == ("file", len(JSONL), "batch")
     assert abs(body["created_at"] - time.time()) < 5
     assert stored(app) == [body["id"]]  # stored under the id, never the client's name

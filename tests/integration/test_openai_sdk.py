@@ -86,7 +86,7 @@ def test_compare_runs_models_in_parallel_and_keeps_failures_in_their_slot(
     answers = json.loads(raw.http_response.content)
     assert answers[0]["object"] == "chat.completion"
     assert answers[1]["model"] == "broken"
-    assert answers[1]["status_code"] == 502
+    assert answers[1]["status_code"] == 503
     assert answers[1]["error"]["code"] == "upstream_unavailable"
     assert answers[2]["object"] == "chat.completion"
     # slow takes 0.3 s; run one after another, the three would take longer than that plus

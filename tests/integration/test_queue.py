@@ -66,7 +66,7 @@ def test_compare_keeps_answering_when_one_model_fails(api: httpx.Client) -> None
     first, failed, last = done["results"]
     assert first["model"] == "gpt-b"
     assert failed["model"] == "broken"
-    assert failed["status_code"] == 502
+    assert failed["status_code"] == 503
     assert failed["error"]["code"] == "upstream_unavailable"
     assert last["model"] == "gpt-a"
     assert done["request_counts"] == {"total": 3, "completed": 2, "failed": 1,

@@ -183,7 +183,7 @@ def test_upstream_failures_become_gateway_errors(client: FlaskClient, upstream: 
 
 @pytest.mark.parametrize(("exc", "status", "code"), [
     (httpx.ReadTimeout("slow"), 504, "upstream_timeout"),
-    (httpx.ConnectError("refused"), 502, "upstream_unavailable"),
+    (httpx.ConnectError("refused"), 503, "upstream_unavailable"),
 ])
 def test_transport_failures_become_gateway_errors(client: FlaskClient, upstream: Upstream,
                                                   exc: Exception, status: int,

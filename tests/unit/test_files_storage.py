@@ -219,8 +219,10 @@ def test_a_field_checker_refuses_before_the_file_part_is_read(
     assert visible(store) == []
 
 
-def test_filenames_lose_control_characters_and_must_stay_short() -> None:
-    assert clean_filename(" ../../etc/pa\r\nss\x00\x1b\u202e.jsonl ") == "../../etc/pass.jsonl"
+def test_filenames_lose_directories_and_control_characters_and_must_stay_short() -> None:
+    assert clean_filename(" ../../etc/pa\r\nss\x00\x1b\u202e.jsonl ") == "pass.jsonl"
+    assert clean_filename("C:\\Users\\me\\in.jsonl") == "in.jsonl"
+    assert clean_filename("/etc/..") == ""
     assert clean_filename("données 数据.jsonl") == "données 数据.jsonl"
     with pytest.raises(RequestError):
         clean_filename("a" * 256)

@@ -1,6 +1,7 @@
 -- Shared helpers, prepended to the scripts that can end a job (not a script of its own).
 -- KEYS of every such script start: job, results, items, done, active, webhooks-due,
--- finalizing (the zset of /v1/batches jobs whose output files are due), attempts.
+-- finalizing (the zset of /v1/batches jobs whose output files are due), attempts,
+-- credentials (a caller's encrypted upstream credentials: deleted as the job ends).
 local function counts(job)
   local f = redis.call('HMGET', job, 'total', 'completed', 'failed', 'cancelled', 'expired')
   return {total = tonumber(f[1]) or 0, completed = tonumber(f[2]) or 0,
@@ -15,6 +16,7 @@ local function close_job(status, now, ttl, channel, job_id)
   redis.call('HSET', job, 'status', status, 'finished_at', now, status .. '_at', now)
   redis.call('ZREM', KEYS[5], job_id)
   for _, i in ipairs({1, 2, 3, 4, 8}) do redis.call('EXPIRE', KEYS[i], ttl) end
+  redis.call('DEL', KEYS[9])
   if redis.call('HGET', job, 'webhook') == '1' then
     redis.call('HSET', job, 'webhook_state', 'pending')
     redis.call('ZADD', KEYS[6], now, job_id)

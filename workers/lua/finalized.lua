@@ -1,5 +1,5 @@
 -- A finalizing /v1/batches job takes its final status once its output files are written.
--- KEYS[1..8] as in _end_job.lua
+-- KEYS[1..9] as in _end_job.lua
 -- ARGV[1] now  ARGV[2] ttl  ARGV[3] channel  ARGV[4] job id  ARGV[5] output file id or ''
 -- ARGV[6] error file id or ''
 -- Returns {status after, 1 if this call ended the job else 0}: with 0, another run got

@@ -2,6 +2,7 @@
 -- outcome now; handed-out items end so when a worker reaches them; finished work is kept.
 -- KEYS[1] job hash  KEYS[2] results hash  KEYS[3] items hash  KEYS[4] done list
 -- KEYS[5] active zset  KEYS[6] webhooks-due zset  KEYS[7] finalizing zset  KEYS[8] attempts
+-- KEYS[9] credentials hash (deleted when the job ends)
 -- ARGV[1] target: cancelled|expired  ARGV[2] now  ARGV[3] ttl seconds  ARGV[4] channel
 -- ARGV[5] job id
 -- Returns {status after, 1 if this call stopped the job else 0}; status '' if no such job
