@@ -19,7 +19,7 @@ from batchgate.errors import AuthenticationError, PermissionDeniedError
 from config.settings import Secret
 from schedulers.principal import Principal
 from workers.runtime import Runtime
-from workers.virtual_keys import VirtualKey
+from workers.virtual_keys import VirtualKey, hash_key
 
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/openapi.json", "/docs"})
 """Paths served without a key: what a load balancer probes, and the API's own description
@@ -54,7 +54,8 @@ def _virtual_key(presented: str) -> VirtualKey:
     runtime: Runtime = current_app.extensions["batchgate.runtime"]
     if not runtime.settings.server.redis_url:
         raise AuthenticationError("Incorrect API key provided.")
-    vkey = runtime.key_store.find(presented) if presented.startswith("sk-") else None
+    # By the hash of what was presented only: a token (the hash itself) is not a key.
+    vkey = runtime.key_store.get(hash_key(presented))
     if vkey is None:
         raise AuthenticationError("Incorrect API key provided.")
     if vkey.expired(time.time()):

@@ -104,6 +104,8 @@ def test_only_the_master_key_manages_keys(admin: httpx.Client,
         assert hidden.json()["error"]["code"] == "key_not_found"
     with httpx.Client(base_url=service.base_url) as anonymous:
         assert anonymous.post("/key/generate", json={}).status_code == 401
+    with as_key(service, other["token"]) as holder_of_the_hash:  # a token is not a key
+        assert holder_of_the_hash.get("/key/info").status_code == 401
     with as_key(service, "sk-" + "x" * 40) as stranger:
         reply = stranger.post("/v1/chat/completions", json=CHAT)
         assert reply.status_code == 401
